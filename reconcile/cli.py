@@ -1,0 +1,154 @@
+"""The `reconcile` command line: parse options, call one library function, map errors to exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from . import __version__
+from .check import check_project
+from .dictionary.diff import diff_dictionaries
+from .dictionary.model import Dictionary
+from .errors import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, EXIT_INTERRUPTED, ReconcileError
+from .schema import load_model
+
+
+class _Group(click.Group):
+    """Turns library errors into one paragraph on stderr and exit code 2 (traceback with --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ReconcileError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json (on stdout) for machines.",
+)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reconcile")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-paragraph errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Check that a new CRM says what the old one meant."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.argument("project_dir", default=".", type=click.Path(path_type=Path))
+@format_option
+def check(project_dir: Path, fmt: str) -> None:
+    """Validate the project's data dictionaries and field mappings.
+
+    Reports schema errors (unknown keys, typos, wrong types, duplicate keys), broken
+    cross-references, version pins that do not match, and source codes nobody mapped.
+    Exit 0 when clean, 1 when problems are found, 2 when a file cannot be read.
+    """
+    result = check_project(project_dir)
+    problems = result.problems
+    if fmt == "json":
+        out = {
+            "project": str(project_dir),
+            "files": [str(x.doc.path) for x in result.dictionaries + result.mappings],
+            "errors": len(result.errors),
+            "warnings": len(problems) - len(result.errors),
+            "problems": [p.to_dict() for p in problems],
+        }
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+    elif problems:
+        rows = [(str(p.location), p.severity, p.kind, p.message) for p in problems]
+        click.echo(
+            tabulate(
+                rows,
+                headers=["where", "severity", "kind", "problem"],
+                maxcolwidths=[None, None, None, 70],
+            )
+        )
+    n_files = len(result.dictionaries) + len(result.mappings)
+    click.echo(
+        f"{n_files} file(s) checked: {len(result.errors)} error(s), "
+        f"{len(problems) - len(result.errors)} warning(s)",
+        err=True,
+    )
+    sys.exit(EXIT_FINDINGS if result.errors else EXIT_CLEAN)
+
+
+@cli.group()
+def dictionary() -> None:
+    """Work with data dictionaries."""
+
+
+@dictionary.command("diff")
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+def dictionary_diff(old: Path, new: Path, fmt: str) -> None:
+    """The semantic changes between two versions of a dictionary.
+
+    Fields added, removed or retyped; enum codes added, removed or deprecated; labels
+    changed. Markdown for the meeting notes, or JSON. Exit 1 when there are changes.
+    """
+    a, b = load_model(Dictionary, old), load_model(Dictionary, new)
+    changes = diff_dictionaries(a, b)
+    if fmt == "json":
+        out = {
+            "old": {"system": a.system, "version": a.version, "file": str(old)},
+            "new": {"system": b.system, "version": b.version, "file": str(new)},
+            "changes": [c.to_dict() for c in changes],
+        }
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+    else:
+        click.echo(f"## {a.system} v{a.version} → {b.system} v{b.version}\n")
+        if changes:
+            rows = [
+                (c.entity, c.field, c.change, c.item, _cell(c.old), _cell(c.new)) for c in changes
+            ]
+            headers = ["entity", "field", "change", "item", "old", "new"]
+            click.echo(tabulate(rows, headers=headers, tablefmt="github"))
+        else:
+            click.echo("No semantic changes.")
+    sys.exit(EXIT_FINDINGS if changes else EXIT_CLEAN)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code so tests can call it directly."""
+    try:
+        rc = cli.main(args=argv, prog_name="reconcile", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_ERROR
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    return rc if isinstance(rc, int) else EXIT_CLEAN
+
+
+if __name__ == "__main__":
+    sys.exit(main())
