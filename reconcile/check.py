@@ -43,7 +43,6 @@ class CheckResult:
                 return d
         return None
 
-
     def invalid_dictionary(self, system: str) -> bool:
         return any(
             d.model is None and isinstance(d.doc.data, dict) and d.doc.data.get("system") == system

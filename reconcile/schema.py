@@ -90,7 +90,9 @@ def _problem(model: type[BaseModel], doc: Document, err: dict) -> Problem:
         allowed = _model_at(model, loc[:-1])
         hint = did_you_mean(key, allowed.model_fields) if allowed else ""
         names = f"; allowed here: {', '.join(allowed.model_fields)}" if allowed else ""
-        return Problem(doc.locate(loc, at_key=True), "unknown-key", f"unknown key '{key}'{hint}{names}")
+        return Problem(
+            doc.locate(loc, at_key=True), "unknown-key", f"unknown key '{key}'{hint}{names}"
+        )
     if err["type"] == "missing":
         return Problem(doc.locate(loc), "missing-key", f"required key '{loc[-1]}' is missing")
     msg = err["msg"].removeprefix("Value error, ")

@@ -19,6 +19,7 @@ from .errors import InputError, Location
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_NODES = 500_000
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 Path_ = tuple[str | int, ...]
 
@@ -117,6 +118,12 @@ def _build(loader: _Loader, node: yaml.Node, at: Path_, doc: Document, counter: 
             Location(doc.path, node.start_mark.line + 1, node.start_mark.column + 1),
         )
     doc.value_positions[at] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
+        raise InputError(
+            f"unsupported YAML tag {node.tag}",
+            Location(doc.path, *doc.value_positions[at]),
+            hint="Only plain values, lists and mappings are allowed.",
+        )
     doc.positions.setdefault(at, doc.value_positions[at])
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
