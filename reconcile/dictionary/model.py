@@ -14,7 +14,7 @@ from ..problems import did_you_mean
 from ..schema import OneOf, Strict, check_format
 
 SCALAR_TYPES = ("string", "text", "integer", "boolean", "date", "datetime", "enum", "tags")
-_DECIMAL = re.compile(r"^decimal\((\d{1,2}),\s*(\d{1,2})\)$")
+_DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,12 @@ class Transform(OneOf):
     def _bare_name(cls, v):
         # `- trim` reads better than `- trim: true` for steps that take no argument.
         if isinstance(v, str):
-            return {v: {} if v in ("parse_date", "parse_datetime", "split", "join") else True}
+            if v == "trim":
+                return {v: True}
+            if v in ("parse_date", "parse_datetime", "split", "join"):
+                return {v: {}}
+            if v in cls.model_fields:
+                raise ValueError(f"the {v} step needs an argument, e.g. - {v}: ...")
         return v
 
     _tz = field_validator("to_timezone")(classmethod(lambda cls, v: check_timezone(v)))
