@@ -128,6 +128,139 @@ def dictionary_diff(old: Path, new: Path, fmt: str) -> None:
     sys.exit(EXIT_FINDINGS if changes else EXIT_CLEAN)
 
 
+def _progress(quiet: bool):
+    return (lambda _msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+
+
+run_options = [
+    click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        show_default=True,
+        help="table for people; json prints a machine summary on stdout.",
+    ),
+    click.option(
+        "--lang",
+        type=click.Choice(["zh", "en"]),
+        default=None,
+        help="Language of labels in the worksheet (default: the project's language).",
+    ),
+    click.option(
+        "--as-of",
+        type=click.DateTime(["%Y-%m-%d"]),
+        default=None,
+        help="Judge temporary codes as of this date (default: the project's as_of, else today).",
+    ),
+    click.option("--quiet", "-q", is_flag=True, help="No progress on stderr."),
+]
+
+
+def with_run_options(fn):
+    for option in reversed(run_options):
+        fn = option(fn)
+    return fn
+
+
+def _run(project_dir: Path, fmt: str, lang: str | None, as_of, quiet: bool) -> None:
+    from .outputs import write_run
+    from .project import load_project
+    from .run import run_project
+
+    progress = _progress(quiet)
+    proj = load_project(project_dir)
+    result = run_project(proj, as_of=as_of.date() if as_of else None, progress=progress)
+    folder, doc = write_run(result, proj, lang or proj.config.language)
+    progress(f"wrote {folder}")
+    if fmt == "json":
+        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+    else:
+        click.echo(_summary_table(doc))
+    sys.exit(EXIT_FINDINGS if doc["findings"]["total"] else EXIT_CLEAN)
+
+
+def _summary_table(doc: dict) -> str:
+    v = doc["versions"]
+    lines = [
+        f"run {doc['run_id']}: {v['source']['system']} v{v['source']['version']} → "
+        f"{v['target']['system']} v{v['target']['version']} (mapping v{v['mapping']['version']}), "
+        f"as of {doc['as_of']}",
+        "",
+    ]
+    entities = list(doc["records"])
+    rows = [
+        [
+            "records (old / new)",
+            *[f"{r['source']:,} / {r['target']:,}" for r in doc["records"].values()],
+        ]
+    ]
+    from .findings import KINDS
+
+    for kind in KINDS:
+        counts = [doc["findings"]["by_entity"].get(e, {}).get(kind, 0) for e in entities]
+        rows.append([kind, *counts])
+    rows.append(
+        [
+            "total findings",
+            *[sum(doc["findings"]["by_entity"].get(e, {}).values()) for e in entities],
+        ]
+    )
+    lines.append(
+        tabulate(rows, headers=["", *entities], colalign=("left", *["right"] * len(entities)))
+    )
+    folder = Path(doc["outputs"]["summary"]).parent
+    lines += [
+        "",
+        f"worksheet: {folder / 'worksheet.xlsx'}",
+        f"findings:  {folder / 'findings.csv'}",
+    ]
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("project_dir", default=".", type=click.Path(path_type=Path))
+@with_run_options
+def run(project_dir: Path, fmt: str, lang: str | None, as_of, quiet: bool) -> None:
+    """Compare both CRMs of a project and write findings and the correction worksheet.
+
+    Reads reconcile.yaml in PROJECT_DIR, extracts both systems, projects every old record into
+    the new system's terms with the mapping, and reports typed findings. Outputs go to
+    OUTPUT/<run id>/. Exit 0 when nothing is found, 1 when there are findings, 2 on error.
+    """
+    _run(project_dir, fmt, lang, as_of, quiet)
+
+
+@cli.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("demo-out"),
+    show_default=True,
+    help="Folder for the demo project, its databases and its runs.",
+)
+@click.option("--fresh", is_flag=True, help="Rebuild the demo databases even if they exist.")
+@click.option(
+    "--size",
+    type=click.IntRange(1000, 20_000_000),
+    default=5000,
+    show_default=True,
+    help="Number of legacy opportunities to generate.",
+)
+@with_run_options
+def demo(out: Path, fresh: bool, size: int, fmt: str, lang: str | None, as_of, quiet: bool) -> None:
+    """Build the demo CRMs (the seed article's migration incident) and run the check on them.
+
+    The databases are built in OUT when absent and kept otherwise, so that the review round trip
+    can be tried on them; --fresh rebuilds them. OUT is an ordinary project: every other
+    command works inside it.
+    """
+    from .demo import prepare
+
+    prepare(out, fresh=fresh, n=size, progress=_progress(quiet))
+    _run(out, fmt, lang, as_of, quiet)
+
+
 def _cell(value) -> str:
     if value is None:
         return ""

@@ -1,0 +1,358 @@
+"""The UID-keyed diff of one mapped entity: typed findings from two extracted sides.
+
+Records are matched on their link key (a shared UID, a crosswalk, or a natural key). Keys that are
+missing or duplicated on either side are reported and kept out of the comparison, since any field
+difference on them would be a guess. Matched pairs are compared field by field against the
+projection of the old record, with the mapping's tolerances; tags are compared as sets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from . import findings as fz
+from .dictionary.model import Entity, Field
+from .extract import ROW_ID, Extracted
+from .extract.types import as_text
+from .mapping.model import EntityMap, Tolerance
+from .normalize import Projection
+
+
+def diff_entity(
+    name: str,
+    emap: EntityMap,
+    src: Extracted,
+    tgt: Extracted,
+    src_key: pd.Series,
+    tgt_key: pd.Series,
+    proj: Projection,
+    src_entity: Entity,
+    tgt_entity: Entity,
+    as_of: dt.date,
+) -> list[pd.DataFrame]:
+    S, T = src.frame, tgt.frame
+    out: list[pd.DataFrame] = []
+    new_business = _after_cutover(emap, T)
+
+    s_null, t_null = src_key.isna(), tgt_key.isna()
+    out.append(
+        fz.make(
+            name,
+            "missing_uid",
+            source_id=S.loc[s_null, ROW_ID],
+            suggestion="give this record its UID so it can be matched",
+        )
+    )
+    t_orphan = t_null & ~new_business
+    out.append(
+        fz.make(
+            name,
+            "missing_uid",
+            target_id=T.loc[t_orphan, ROW_ID],
+            suggestion="set the link field to the old record's UID",
+        )
+    )
+
+    dup_keys = set()
+    for side, key, frame in (("source", src_key, S), ("target", tgt_key, T)):
+        dup = key.notna() & key.duplicated(keep=False)
+        if dup.any():
+            ids = frame.loc[dup, ROW_ID].groupby(key[dup].to_numpy(), sort=True).agg(",".join)
+            dup_keys |= set(ids.index)
+            out.append(
+                fz.make(
+                    name,
+                    "duplicate_uid",
+                    uid=pd.Series(ids.index),
+                    **{f"{side}_id": pd.Series(ids.to_numpy())},
+                    suggestion=f"merge the {len(ids)} duplicate(s) by hand; nothing is deleted automatically"
+                    if False
+                    else "merge the duplicates by hand; nothing is deleted automatically",
+                )
+            )
+
+    s_side = pd.DataFrame({"k": src_key, "rs": np.arange(len(S))})[
+        ~s_null & ~src_key.isin(dup_keys)
+    ]
+    t_side = pd.DataFrame({"k": tgt_key, "rt": np.arange(len(T))})[
+        ~t_null & ~tgt_key.isin(dup_keys)
+    ]
+    merged = s_side.merge(t_side, on="k", how="outer", indicator=True, sort=False)
+    lost = merged[merged["_merge"] == "left_only"]
+    out.append(
+        fz.make(
+            name,
+            "missing_in_target",
+            uid=lost["k"],
+            source_id=S[ROW_ID].iloc[lost["rs"].astype(int)].reset_index(drop=True),
+            suggestion=f"insert the record into {emap.target}",
+        )
+    )
+    extra = merged[merged["_merge"] == "right_only"]
+    extra = extra[~new_business.iloc[extra["rt"].astype(int)].to_numpy()]
+    out.append(
+        fz.make(
+            name,
+            "unexpected_in_target",
+            uid=extra["k"],
+            target_id=T[ROW_ID].iloc[extra["rt"].astype(int)].reset_index(drop=True),
+            suggestion="check why it exists: the old system has no such record",
+        )
+    )
+
+    pairs = merged[merged["_merge"] == "both"]
+    rs, rt = pairs["rs"].astype(int).to_numpy(), pairs["rt"].astype(int).to_numpy()
+    keys = pairs["k"].astype("string").reset_index(drop=True)
+    ids = {
+        "uid": keys,
+        "source_id": S[ROW_ID].iloc[rs].reset_index(drop=True),
+        "target_id": T[ROW_ID].iloc[rt].reset_index(drop=True),
+    }
+
+    for target, source, rows, raw in proj.unmapped + proj.unparseable:
+        kind = (
+            "unmapped_value"
+            if any(rows is r for _, _, r, _ in proj.unmapped)
+            else "unparseable_value"
+        )
+        out.append(_source_side(name, kind, emap, S, src_key, target, source, rows, raw))
+
+    invalid_done = set()
+    for exp in proj.expectations:
+        tfield = tgt_entity.fields[exp.target]
+        actual = T[exp.target]
+        t_bad = tgt.bad.get(exp.target, pd.Series(False, index=T.index))
+        invalid = _invalid(actual, tfield, as_of) & ~t_bad
+        if exp.target not in invalid_done:
+            invalid_done.add(exp.target)
+            out.append(
+                _target_rows(
+                    name,
+                    "invalid_value",
+                    T,
+                    tgt_key,
+                    exp.target,
+                    invalid,
+                    render(actual, tfield),
+                    "replace it with a valid code",
+                )
+            )
+            out.append(
+                _target_rows(
+                    name,
+                    "unparseable_value",
+                    T,
+                    tgt_key,
+                    exp.target,
+                    t_bad,
+                    tgt.raw.get(exp.target, as_text(actual)),
+                    "fix the value in the new system",
+                )
+            )
+        e = exp.expected.iloc[rs].reset_index(drop=True)
+        a = actual.iloc[rt].reset_index(drop=True)
+        check = (
+            exp.compare.iloc[rs].to_numpy()
+            & ~t_bad.iloc[rt].to_numpy()
+            & ~invalid.iloc[rt].to_numpy()
+        )
+        differs = pd.Series(check, index=e.index) & ~_equal(e, a, tfield, exp.tolerance)
+        if not differs.any():
+            continue
+        sfield = src_entity.fields[exp.source]
+        old = render(S[exp.source].iloc[rs].reset_index(drop=True)[differs], sfield)
+        want = render(e[differs], tfield)
+        got = render(a[differs], tfield)
+        kind = "state_mismatch" if exp.role == "state" else "value_mismatch"
+        out.append(
+            fz.make(
+                name,
+                kind,
+                **{k: v[differs] for k, v in ids.items()},
+                field=exp.target,
+                old_value=old,
+                expected_value=want,
+                actual_value=got,
+                suggestion=("set " + exp.target + " to " + want.fillna("(empty)")),
+                derivation=(
+                    exp.derivation + ": " + old.fillna("(empty)") + " → " + want.fillna("(empty)")
+                ),
+            )
+        )
+
+    for target, expected_tags in proj.tags.items():
+        out.extend(
+            _tags(
+                name,
+                target,
+                expected_tags,
+                tgt.tags[_tag_source(emap, target)],
+                pairs,
+                S,
+                T,
+                tgt_key,
+                tgt_entity.fields[target],
+                as_of,
+            )
+        )
+    return out
+
+
+def _tag_source(emap: EntityMap, target: str) -> str:
+    return target
+
+
+def _after_cutover(emap: EntityMap, T: pd.DataFrame) -> pd.Series:
+    if emap.cutover is None:
+        return pd.Series(False, index=T.index)
+    created = T[emap.cutover.field]
+    at = pd.Timestamp(emap.cutover.at)
+    if getattr(created.dt, "tz", None) is None:
+        at = at.tz_convert("UTC").tz_localize(None)
+    return (created >= at).fillna(False).astype(bool)
+
+
+def _source_side(name, kind, emap, S, src_key, target, source, rows, raw):
+    rows = rows.astype(int).to_numpy()
+    what = (
+        "map it in the mapping (values, drop or unmapped)"
+        if kind == "unmapped_value"
+        else "fix the value in the old system"
+    )
+    return fz.make(
+        name,
+        kind,
+        uid=src_key.iloc[rows].reset_index(drop=True),
+        source_id=S[ROW_ID].iloc[rows].reset_index(drop=True),
+        field=target,
+        old_value=raw.astype("string").reset_index(drop=True),
+        suggestion=what,
+        derivation=f"{source} → {target}",
+    )
+
+
+def _target_rows(name, kind, T, tgt_key, field, mask, shown, suggestion):
+    if not mask.any():
+        return fz.empty()
+    return fz.make(
+        name,
+        kind,
+        uid=tgt_key[mask].reset_index(drop=True),
+        target_id=T.loc[mask, ROW_ID].reset_index(drop=True),
+        field=field,
+        actual_value=shown[mask].astype("string").reset_index(drop=True),
+        suggestion=suggestion,
+    )
+
+
+def _invalid(values: pd.Series, f: Field, as_of: dt.date) -> pd.Series:
+    """Values the target dictionary does not allow: unknown codes, expired temporary codes."""
+    if f.kind.name != "enum":
+        return pd.Series(False, index=values.index)
+    return values.notna() & ~values.isin(valid_codes(f, as_of))
+
+
+def valid_codes(f: Field, as_of: dt.date) -> list[str]:
+    return [
+        c
+        for c, d in f.codes.items()
+        if not (d.temporary and d.valid_until and d.valid_until < as_of)
+    ]
+
+
+def _equal(e: pd.Series, a: pd.Series, f: Field, tol: Tolerance | None) -> pd.Series:
+    both_missing = e.isna() & a.isna()
+    kind = f.kind.name
+    if kind in ("integer", "decimal"):
+        diff = (e.astype("Float64") - a.astype("Float64")).abs()
+        limit = pd.Series(0.0, index=e.index)
+        if tol is not None:
+            limit = limit.clip(lower=tol.absolute or 0.0)
+            if tol.relative:
+                limit = np.maximum(limit, a.astype("Float64").abs().fillna(0) * tol.relative)
+        elif kind == "decimal":
+            limit += 0.5 * 10.0 ** -(f.kind.scale or 0)
+        same = diff <= limit + 1e-9
+    elif kind in ("date", "datetime"):
+        seconds = (e - a).abs().dt.total_seconds()
+        same = seconds <= (tol.seconds if tol and tol.seconds else 0)
+    else:
+        same = e == a
+    return same.fillna(False).astype(bool) | both_missing
+
+
+def render(values: pd.Series, f: Field) -> pd.Series:
+    """Typed values as the text findings and worksheets show."""
+    kind = f.kind.name
+    if kind == "date":
+        text = values.dt.strftime("%Y-%m-%d")
+    elif kind == "datetime":
+        text = values.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    elif kind == "decimal":
+        scale = f.kind.scale or 0
+        text = (
+            values.astype("Float64")
+            .round(scale)
+            .map(lambda x: f"{x:.{scale}f}" if pd.notna(x) else pd.NA, na_action="ignore")
+        )
+    else:
+        text = as_text(values)
+    return text.astype("string")
+
+
+def _tags(name, target, expected, actual, pairs, S, T, tgt_key, tfield: Field, as_of):
+    """missing_tag, unexpected_tag and invalid_value for one tag field."""
+    out = []
+    valid = set(valid_codes(tfield, as_of)) if tfield.codes else None
+    if valid is not None:
+        bad = actual[~actual["tag"].isin(list(valid))]
+        if len(bad):
+            rows = bad["row"].to_numpy()
+            out.append(
+                fz.make(
+                    name,
+                    "invalid_value",
+                    uid=tgt_key.iloc[rows].reset_index(drop=True),
+                    target_id=T[ROW_ID].iloc[rows].reset_index(drop=True),
+                    field=target,
+                    actual_value=bad["tag"].reset_index(drop=True),
+                    suggestion="remove tag "
+                    + bad["tag"].reset_index(drop=True)
+                    + " (not allowed by the dictionary, or expired)",
+                )
+            )
+        actual = actual[actual["tag"].isin(list(valid))]
+        expected = expected[expected["tag"].isin(list(valid))]
+    link = pairs[["k", "rs", "rt"]].astype({"rs": int, "rt": int})
+    exp = expected.merge(link, left_on="row", right_on="rs")[["k", "rs", "rt", "tag", "old"]]
+    act = actual.merge(link, left_on="row", right_on="rt")[["k", "rs", "rt", "tag"]]
+    both = exp.merge(act, on=["k", "rs", "rt", "tag"], how="outer", indicator=True)
+    for side, kind, verb in (
+        ("left_only", "missing_tag", "add"),
+        ("right_only", "unexpected_tag", "remove"),
+    ):
+        rows = both[both["_merge"] == side].reset_index(drop=True)
+        if rows.empty:
+            continue
+        tag = rows["tag"].astype("string")
+        out.append(
+            fz.make(
+                name,
+                kind,
+                uid=rows["k"].astype("string"),
+                source_id=S[ROW_ID].iloc[rows["rs"].astype(int)].reset_index(drop=True),
+                target_id=T[ROW_ID].iloc[rows["rt"].astype(int)].reset_index(drop=True),
+                field=target,
+                old_value=rows["old"].astype("string") if kind == "missing_tag" else None,
+                expected_value=tag if kind == "missing_tag" else None,
+                actual_value=tag if kind == "unexpected_tag" else None,
+                suggestion=f"{verb} tag " + tag,
+                derivation=("tag map: " + rows["old"].astype("string") + " → " + tag)
+                if kind == "missing_tag"
+                else None,
+            )
+        )
+    return out

@@ -1,0 +1,114 @@
+"""Read one entity of one system into typed columns, long-form tags and unreadable values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..dictionary.model import Entity
+from ..mapping.model import Filter
+from .types import as_text, coerce
+
+ROW_ID = "_id"
+
+
+@dataclass
+class Extracted:
+    """An entity's in-scope records.
+
+    `frame` has one typed column per dictionary field read, plus `_id` (the native primary key as
+    text). `tags[field]` is long-form: one row per (record position, tag). `bad[field]` marks
+    values present but unreadable, and `raw[field]` keeps their original text for the report.
+    """
+
+    frame: pd.DataFrame
+    tags: dict[str, pd.DataFrame] = field(default_factory=dict)
+    bad: dict[str, pd.Series] = field(default_factory=dict)
+    raw: dict[str, pd.Series] = field(default_factory=dict)
+
+
+def read_entity(system, entity: Entity, names: list[str], filters: list[Filter]) -> Extracted:
+    """Read `names` (scalar and tag fields) of `entity` from `system`, in scope only."""
+    from .files import read_export
+    from .sql import read_table
+
+    scalars = [n for n in names if entity.fields[n].kind.name != "tags"]
+    tag_fields = [n for n in names if entity.fields[n].kind.name == "tags"]
+    if system.url is not None:
+        raw, tags, late = read_table(system.url, entity, scalars, tag_fields, filters)
+    else:
+        raw, tags, late = read_export(system.exports, entity, scalars, tag_fields, filters)
+    result = Extracted(pd.DataFrame(index=raw.index))
+    for name in scalars:
+        typed, bad = coerce(raw[name], entity.fields[name])
+        result.frame[name] = typed
+        if bad.any():
+            result.bad[name] = bad
+            result.raw[name] = raw[name].astype("string")
+    result.frame[ROW_ID] = as_text(raw[entity.primary_key])
+    keep = _post_filter(result.frame, entity, late)
+    if keep is not None:
+        result = _subset(result, keep, tags)
+    else:
+        result.tags = tags
+    return result
+
+
+def _post_filter(frame: pd.DataFrame, entity: Entity, filters: list[Filter]) -> pd.Series | None:
+    """Scope filters that could not be pushed into the source (lookups, exports)."""
+    from ..dictionary.values import parse_value
+
+    if not filters:
+        return None
+    keep = pd.Series(True, index=frame.index)
+    for flt in filters:
+        col = frame[flt.field]
+        fdef = entity.fields[flt.field]
+        value = flt.value
+        if flt.op in ("in", "not_in"):
+            value = [parse_value(fdef, v) for v in value]
+        elif value is not None:
+            value = parse_value(fdef, value)
+        if fdef.kind.name in ("date", "datetime") and value is not None:
+            value = pd.Timestamp(value)
+            if fdef.kind.name == "datetime" and value.tzinfo is None:
+                value = value.tz_localize(fdef.timezone)
+        match flt.op:
+            case "eq":
+                cond = col == value
+            case "ne":
+                cond = (col != value) | col.isna()
+            case "in":
+                cond = col.isin(value)
+            case "not_in":
+                cond = ~col.isin(value) | col.isna()
+            case "is_null":
+                cond = col.isna()
+            case "not_null":
+                cond = col.notna()
+            case "lt":
+                cond = col < value
+            case "le":
+                cond = col <= value
+            case "gt":
+                cond = col > value
+            case "ge":
+                cond = col >= value
+        keep &= cond.fillna(False).astype(bool)
+    return keep
+
+
+def _subset(result: Extracted, keep: pd.Series, tags: dict[str, pd.DataFrame]) -> Extracted:
+    positions = keep[keep].index
+    out = Extracted(result.frame.loc[positions].reset_index(drop=True))
+    renumber = pd.Series(range(len(positions)), index=positions)
+    for name, long in tags.items():
+        kept = long[long["row"].isin(positions)]
+        out.tags[name] = pd.DataFrame(
+            {"row": renumber.loc[kept["row"]].to_numpy(), "tag": kept["tag"].to_numpy()}
+        )
+    for name, bad in result.bad.items():
+        out.bad[name] = bad.loc[positions].reset_index(drop=True)
+        out.raw[name] = result.raw[name].loc[positions].reset_index(drop=True)
+    return out

@@ -1,0 +1,195 @@
+"""Any SQLAlchemy database: only the mapped columns, scope filters pushed down as bound parameters."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from ..dictionary.model import Entity, Field, Lookup
+from ..dictionary.values import parse_value
+from ..errors import SourceError
+from ..mapping.model import Filter
+from . import tags as tagio
+from .types import as_text
+
+CHUNK_ROWS = 200_000
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***, safe to print and store."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def connect(url: str) -> sa.Engine:
+    """An engine for `url`; SQLite files are opened read-only and must exist."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise SourceError(
+            f"not a database URL: {redact(url)}",
+            hint="Use a SQLAlchemy URL such as postgresql+psycopg://user@host/db.",
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database)
+        if not path.is_file():
+            raise SourceError(
+                f"SQLite database not found: {path}",
+                hint="Check the url in reconcile.yaml (relative paths are relative to the project).",
+            )
+        return sa.create_engine(
+            "sqlite://", creator=lambda: sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        )
+    try:
+        return sa.create_engine(parsed)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise SourceError(
+            f"no driver for {parsed.drivername}: {exc}", hint="Install the database driver."
+        ) from None
+
+
+def sql_table(name: str) -> sa.TableClause:
+    schema, _, table = name.rpartition(".")
+    return sa.table(table, schema=schema or None)
+
+
+def read_table(url: str, entity: Entity, scalars: list[str], tag_fields: list[str], filters):
+    """(raw frame named by field, long tags per field, filters left for pandas)."""
+    engine = connect(url)
+    try:
+        with engine.connect() as conn:
+            return _read(conn, entity, scalars, tag_fields, filters)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise SourceError(
+            f"reading {entity.source.name} from {redact(url)} failed: {reason}",
+            hint="Check that the server is reachable and the dictionary's table and column names.",
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def _read(conn, entity: Entity, scalars: list[str], tag_fields: list[str], filters: list[Filter]):
+    table = sql_table(entity.source.name)
+    wanted = list(dict.fromkeys([entity.primary_key, *scalars]))
+    columns = {n: _column(entity, n) for n in wanted}
+    for name in tag_fields:
+        col = tagio.column_of(entity.fields[name].storage, name)
+        if col is not None:
+            columns[name] = col
+    pushed, late = [], []
+    for flt in filters:
+        fdef = entity.fields[flt.field]
+        (late if fdef.lookup is not None or fdef.kind.name == "tags" else pushed).append(flt)
+    stmt = sa.select(*[sa.column(c).label(n) for n, c in columns.items()]).select_from(table)
+    for flt in pushed:
+        stmt = stmt.where(
+            _condition(sa.column(_column(entity, flt.field)), entity.fields[flt.field], flt)
+        )
+    frame = pd.concat(
+        list(pd.read_sql(stmt, conn, chunksize=CHUNK_ROWS))
+        or [pd.DataFrame(columns=list(columns))],
+        ignore_index=True,
+    )
+    for name in wanted:
+        lookup = entity.fields[name].lookup
+        if lookup is not None:
+            frame[name] = _translate(conn, lookup, frame[name])
+    long = {}
+    keys = as_text(frame[entity.primary_key])
+    for name in tag_fields:
+        storage = entity.fields[name].storage
+        kind = storage.chosen()
+        if kind == "delimited":
+            long[name] = tagio.split_delimited(
+                frame[name], storage.delimited.separator, storage.delimited.wrap
+            )
+        elif kind == "json_array":
+            long[name] = tagio.split_json(frame[name])
+        else:
+            jt = storage.join_table
+            pairs = pd.read_sql(
+                sa.select(
+                    sa.column(jt.key).label("key"), sa.column(jt.value).label("tag")
+                ).select_from(sql_table(jt.table)),
+                conn,
+            )
+            pairs["key"] = as_text(pairs["key"])
+            if jt.lookup is not None:
+                pairs["tag"] = _translate(conn, jt.lookup, pairs["tag"])
+            long[name] = tagio.attach(keys, pairs)
+    return frame, long, late
+
+
+def _column(entity: Entity, name: str) -> str:
+    return entity.fields[name].column or name
+
+
+def _translate(conn, lookup: Lookup, ids: pd.Series) -> pd.Series:
+    """Ids into codes through a lookup table; an id the table lacks stays as '#id'."""
+    table = pd.read_sql(
+        sa.select(
+            sa.column(lookup.key).label("key"), sa.column(lookup.code).label("code")
+        ).select_from(sql_table(lookup.table)),
+        conn,
+    )
+    codes = pd.Series(as_text(table["code"]).to_numpy(), index=as_text(table["key"]).to_numpy())
+    text = as_text(ids)
+    out = text.map(codes)
+    unknown = text.notna() & out.isna()
+    return out.astype("string").mask(unknown, "#" + text)
+
+
+def _condition(col, fdef: Field, flt: Filter):
+    def bind(v):
+        value = parse_value(fdef, v)
+        return str(value) if fdef.kind.name == "decimal" else value
+
+    match flt.op:
+        case "eq":
+            return col == bind(flt.value)
+        case "ne":
+            return col.is_distinct_from(bind(flt.value))
+        case "in":
+            return col.in_([bind(v) for v in flt.value])
+        case "not_in":
+            return sa.or_(col.not_in([bind(v) for v in flt.value]), col.is_(None))
+        case "is_null":
+            return col.is_(None)
+        case "not_null":
+            return col.is_not(None)
+        case "lt":
+            return col < bind(flt.value)
+        case "le":
+            return col <= bind(flt.value)
+        case "gt":
+            return col > bind(flt.value)
+        case "ge":
+            return col >= bind(flt.value)
+    raise ValueError(flt.op)
+
+
+def label_translations(conn, lookup: Lookup) -> dict[str, dict[str, str]]:
+    """code -> {lang: label} from a lookup table's label column (JSON or text)."""
+    if lookup.label is None:
+        return {}
+    rows = conn.execute(
+        sa.select(sa.column(lookup.code), sa.column(lookup.label)).select_from(
+            sql_table(lookup.table)
+        )
+    )
+    out = {}
+    for code, label in rows:
+        if lookup.label_format == "json" and label:
+            out[str(code)] = json.loads(label)
+        elif label:
+            out[str(code)] = {"*": str(label)}
+    return out

@@ -1,0 +1,61 @@
+"""Multi-value tag fields, from whichever storage the dictionary declares, into long form."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.json as pa_json
+
+from ..dictionary.model import TagStorage
+
+
+def split_delimited(values: pd.Series, separator: str, wrap: str) -> pd.DataFrame:
+    """'^a^,^b^' per record into rows (row, tag)."""
+    text = values.astype("string").dropna()
+    long = text.str.split(separator, regex=False).explode().str.strip()
+    if wrap:
+        long = long.str.removeprefix(wrap).str.removesuffix(wrap).str.strip()
+    long = long[long.notna() & (long != "")]
+    return pd.DataFrame({"row": long.index.to_numpy(), "tag": long.astype("string").to_numpy()})
+
+
+def split_json(values: pd.Series) -> pd.DataFrame:
+    """'["a", "b"]' per record into rows (row, tag), parsed by Arrow in one pass."""
+    text = values.astype("string").dropna()
+    text = text[text.str.strip() != ""]
+    if text.empty:
+        return pd.DataFrame(
+            {"row": pd.Series([], dtype="int64"), "tag": pd.Series([], dtype="string")}
+        )
+    lines = '{"t":' + text.str.replace("\n", " ", regex=False) + "}"
+    try:
+        table = pa_json.read_json(io.BytesIO("\n".join(lines).encode("utf-8")))
+    except pa.ArrowInvalid as exc:
+        raise ValueError(f"a tags value is not a JSON array of strings: {exc}") from None
+    long = table.column("t").to_pandas().set_axis(text.index).explode()
+    long = long[long.notna()].astype("string").str.strip()
+    long = long[long != ""]
+    return pd.DataFrame({"row": long.index.to_numpy(), "tag": long.to_numpy()})
+
+
+def attach(keys: pd.Series, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Join-table rows (key, tag) onto record positions, given each record's key as text."""
+    position = pd.Series(keys.index, index=keys.to_numpy())
+    position = position[~position.index.duplicated()]
+    pairs = pairs[pairs["key"].isin(position.index)]
+    return pd.DataFrame(
+        {
+            "row": position.loc[pairs["key"]].to_numpy(),
+            "tag": pairs["tag"].astype("string").to_numpy(),
+        }
+    )
+
+
+def column_of(storage: TagStorage, field_name: str) -> str | None:
+    """The entity column a delimited or JSON tag field lives in (None for a join table)."""
+    kind = storage.chosen()
+    if kind == "join_table":
+        return None
+    return getattr(storage, kind).column or field_name

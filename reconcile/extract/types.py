@@ -1,0 +1,88 @@
+"""Raw column values into one canonical dtype per dictionary type, vectorized.
+
+Every comparison downstream works on these: strings and enum codes as pandas strings, integers as
+Int64, decimals as Float64, booleans as boolean, dates as naive midnight datetimes, datetimes as
+UTC. What cannot be read is NA in the result and True in the `bad` mask, so the diff can report it
+as unparseable instead of guessing.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..dictionary.model import Field
+
+_TRUE = ("true", "t", "yes", "y", "1")
+_FALSE = ("false", "f", "no", "n", "0")
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """Anything as pandas strings; integral floats (SQLite ids read as float) lose their '.0'."""
+    if pd.api.types.is_float_dtype(values.dtype):
+        ints = values.dropna()
+        if (ints == ints.round()).all():
+            return values.astype("Int64").astype("string")
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.map({True: "true", False: "false"}).astype("string")
+    return values.astype("string")
+
+
+def null_out(values: pd.Series, tokens: list[str]) -> pd.Series:
+    """Missing-value tokens ('' and the field's own, e.g. 'N/A') as NA."""
+    if pd.api.types.is_string_dtype(values.dtype) or values.dtype == object:
+        return values.mask(values.isin(["", *tokens]))
+    return values
+
+
+def coerce(values: pd.Series, field: Field) -> tuple[pd.Series, pd.Series]:
+    """(typed values, mask of values present but unreadable as the field's type)."""
+    kind = field.kind.name
+    present = values.notna()
+    if kind in ("string", "text", "enum", "tags"):
+        return null_out(as_text(values), field.null_tokens), _none(values)
+    if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+        values = null_out(values.astype("string").str.strip(), field.null_tokens)
+        present = values.notna()
+    if kind == "integer":
+        typed = pd.to_numeric(values, errors="coerce")
+        whole = typed.isna() | (typed == typed.round())
+        typed = typed.where(whole).astype("Int64")
+    elif kind == "decimal":
+        typed = pd.to_numeric(values, errors="coerce").astype("Float64")
+    elif kind == "boolean":
+        if pd.api.types.is_bool_dtype(values.dtype):
+            typed = values.astype("boolean")
+        else:
+            text = as_text(values).str.lower()
+            typed = pd.Series(pd.NA, index=values.index, dtype="boolean")
+            typed[text.isin(_TRUE)] = True
+            typed[text.isin(_FALSE)] = False
+    elif kind == "date":
+        typed = _datetimes(values, field.format).dt.tz_localize(None).dt.normalize()
+    elif kind == "datetime":
+        typed = _datetimes(values, field.format)
+        if typed.dt.tz is None:
+            typed = typed.dt.tz_localize(field.timezone, ambiguous="NaT", nonexistent="NaT")
+        typed = typed.dt.tz_convert("UTC")
+    else:  # pragma: no cover - the dictionary model admits no other type
+        raise ValueError(kind)
+    bad = present & typed.isna()
+    return typed, bad
+
+
+def _datetimes(values: pd.Series, fmt: str | None) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return (
+            values.astype("datetime64[us, UTC]")
+            if values.dt.tz
+            else values.astype("datetime64[us]")
+        )
+    text = as_text(values)
+    parsed = pd.to_datetime(text, format=fmt or "ISO8601", errors="coerce")
+    if getattr(parsed.dt, "tz", None) is not None:
+        return parsed.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+    return parsed.astype("datetime64[us]")
+
+
+def _none(values: pd.Series) -> pd.Series:
+    return pd.Series(False, index=values.index)

@@ -1,0 +1,169 @@
+"""Old records projected into the new system's terms: what each target field should hold.
+
+For every field pair of a mapping entity this computes, per source record, the expected target
+value (typed like the target field), whether it is to be compared at all, and how it was derived,
+so that a finding can say "S4 (报价谈判) → negotiation by the stage value map".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .dictionary.model import Entity, Field
+from .extract import Extracted
+from .extract.types import as_text, coerce
+from .mapping.model import EntityMap, FieldMap, Tolerance
+from .mapping.transforms import apply_steps
+
+
+@dataclass
+class Expectation:
+    """Expected values of one target field, for every source record."""
+
+    target: str
+    role: str
+    source: str | None
+    expected: pd.Series
+    compare: pd.Series  # bool: is there an expectation for this record?
+    derivation: str
+    tolerance: Tolerance | None = None
+
+
+@dataclass
+class Projection:
+    """Everything the mapping says the target should hold, and what could not be projected."""
+
+    expectations: list[Expectation] = field(default_factory=list)
+    tags: dict[str, pd.DataFrame] = field(
+        default_factory=dict
+    )  # target tag field -> (row, tag, old)
+    # (target field, source field, source rows, their raw values)
+    unmapped: list[tuple[str, str, pd.Series, pd.Series]] = field(default_factory=list)
+    unparseable: list[tuple[str, str, pd.Series, pd.Series]] = field(default_factory=list)
+
+    def flag(self, into: list, target: str, source: str, mask: pd.Series, raw: pd.Series) -> None:
+        rows = mask[mask].index
+        into.append((target, source, pd.Series(rows), raw.loc[rows].reset_index(drop=True)))
+
+
+def project(emap: EntityMap, src: Extracted, src_entity: Entity, tgt_entity: Entity) -> Projection:
+    out = Projection()
+    for fmap in emap.fields:
+        if fmap.role == "ignore":
+            continue
+        if fmap.role == "tags":
+            out.tags[fmap.target] = _tags(
+                fmap, src.tags[fmap.source], tgt_entity.fields[fmap.target], out
+            )
+            continue
+        _scalar(fmap, src, src_entity.fields[fmap.source], tgt_entity, out)
+    return out
+
+
+def _scalar(fmap: FieldMap, src: Extracted, sfield: Field, tgt_entity: Entity, out: Projection):
+    tfield = tgt_entity.fields[fmap.target]
+    values = src.frame[fmap.source]
+    if fmap.source in src.bad:
+        out.flag(
+            out.unparseable, fmap.target, fmap.source, src.bad[fmap.source], src.raw[fmap.source]
+        )
+    values, bad = apply_steps(values, fmap.transforms)
+    steps = " → ".join(s.chosen() for s in fmap.transforms)
+    how = f"{fmap.source}" + (f" → {steps}" if steps else "")
+    compare = pd.Series(True, index=values.index)
+    if bad.any():
+        out.flag(out.unparseable, fmap.target, fmap.source, bad, as_text(src.frame[fmap.source]))
+        compare &= ~bad
+    if fmap.source in src.bad:
+        compare &= ~src.bad[fmap.source]
+    if fmap.values or fmap.drop or sfield.kind.name == "enum":
+        codes = as_text(values)
+        mapped = codes.map({k: v.to for k, v in fmap.values.items() if v.to is not None})
+        known = codes.isin(list(fmap.values))
+        dropped = codes.isin(fmap.drop)
+        unmapped = codes.notna() & ~known & ~dropped
+        if fmap.unmapped == "pass":
+            mapped = mapped.where(~unmapped, codes)
+        elif fmap.unmapped == "default":
+            mapped = mapped.where(~unmapped, fmap.default)
+        elif unmapped.any():
+            out.flag(out.unmapped, fmap.target, fmap.source, unmapped, codes)
+            compare &= ~unmapped
+        compare &= ~dropped
+        values = mapped
+        how += " → value map"
+        _set_fields(fmap, codes, tgt_entity, out)
+    expected, bad_type = coerce(values, tfield)
+    if bad_type.any():
+        out.flag(out.unparseable, fmap.target, fmap.source, bad_type, as_text(values))
+        compare &= ~bad_type
+    out.expectations.append(
+        Expectation(fmap.target, fmap.role, fmap.source, expected, compare, how, fmap.tolerance)
+    )
+
+
+def _set_fields(fmap: FieldMap, codes: pd.Series, tgt_entity: Entity, out: Projection) -> None:
+    """`set:` in a value map: other target fields implied by a source code (LOST → active=false)."""
+    targets = sorted({t for v in fmap.values.values() for t in v.set})
+    for name in targets:
+        per_code = {
+            k: str(v.set[name]).lower() if isinstance(v.set[name], bool) else str(v.set[name])
+            for k, v in fmap.values.items()
+            if name in v.set
+        }
+        raw = codes.map(per_code)
+        expected, _ = coerce(raw.astype("string"), tgt_entity.fields[name])
+        out.expectations.append(
+            Expectation(
+                name,
+                "value",
+                fmap.source,
+                expected,
+                raw.notna(),
+                f"{fmap.source} → value map (set)",
+            )
+        )
+
+
+def _tags(fmap: FieldMap, long: pd.DataFrame, tfield: Field, out: Projection) -> pd.DataFrame:
+    """Source tags through the tag map: (row, tag, old) with one row per expected target tag."""
+    tmap = fmap.tags
+    tags = long["tag"].astype("string")
+    old = tags
+    if tmap is None or tmap.trim:
+        tags = tags.str.strip()
+    if tmap is not None and tmap.fold_case:
+        tags = tags.str.lower()
+    if tmap is not None:
+        renames = dict(tmap.rename)
+        for new, olds in tmap.merge.items():
+            renames.update(dict.fromkeys(olds, new))
+        if tmap.fold_case:
+            renames = {k.lower(): v for k, v in renames.items()}
+        tags = tags.map(renames).fillna(tags) if renames else tags
+        keep = ~tags.isin([t.lower() if tmap.fold_case else t for t in tmap.drop])
+    else:
+        keep = pd.Series(True, index=tags.index)
+    frame = pd.DataFrame(
+        {
+            "row": long["row"].to_numpy(),
+            "tag": tags.astype("string").to_numpy(),
+            "old": old.to_numpy(),
+        }
+    )[keep.to_numpy()]
+    if tfield.codes:
+        unknown = ~frame["tag"].isin(list(tfield.codes))
+        if unknown.any():
+            bad = frame[unknown]
+            out.unmapped.append(
+                (
+                    fmap.target,
+                    fmap.source,
+                    bad["row"].reset_index(drop=True),
+                    bad["old"].reset_index(drop=True),
+                )
+            )
+            frame = frame[~unknown]
+    return frame.drop_duplicates(["row", "tag"]).reset_index(drop=True)

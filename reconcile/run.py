@@ -1,0 +1,173 @@
+"""`reconcile run`: extract both systems, project the old records, diff, gather findings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from . import findings as fz
+from .dictionary.model import Entity
+from .diff import diff_entity
+from .errors import SourceError
+from .extract import ROW_ID, Extracted, read_entity
+from .extract.types import as_text
+from .mapping.model import EntityMap
+from .normalize import project
+from .project import Project
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class RunResult:
+    """A finished run: its id, its findings and what it was checked against."""
+
+    run_id: str
+    started: dt.datetime
+    as_of: dt.date
+    findings: pd.DataFrame
+    records: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def counts(self) -> dict:
+        f = self.findings
+        by_kind = {k: int(v) for k, v in f["kind"].value_counts().items()}
+        by_entity: dict[str, dict[str, int]] = {}
+        for (entity, kind), n in f.groupby(["entity", "kind"]).size().items():
+            by_entity.setdefault(entity, {})[kind] = int(n)
+        ordered = {k: by_kind[k] for k in fz.KINDS if k in by_kind}
+        return {"total": len(f), "by_kind": ordered, "by_entity": by_entity}
+
+
+def new_run_id(now: dt.datetime) -> str:
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def run_project(
+    proj: Project, as_of: dt.date | None = None, progress: Progress = lambda _: None
+) -> RunResult:
+    started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    as_of = as_of or proj.config.as_of or started.date()
+    clock = time.perf_counter()
+    parts: list[pd.DataFrame] = []
+    records: dict[str, dict[str, int]] = {}
+    for name, emap in proj.mapping.entities.items():
+        src_entity = proj.source.dictionary.entities[emap.source]
+        tgt_entity = proj.target.dictionary.entities[emap.target]
+        progress(f"{name}: reading {proj.source.name}.{emap.source}")
+        src = read_entity(
+            proj.source, src_entity, _source_fields(emap, src_entity), emap.scope.source
+        )
+        progress(f"{name}: reading {proj.target.name}.{emap.target}")
+        tgt = read_entity(
+            proj.target, tgt_entity, _target_fields(emap, tgt_entity), emap.scope.target
+        )
+        progress(f"{name}: {len(src.frame):,} old and {len(tgt.frame):,} new records; comparing")
+        src_key, tgt_key = link_keys(proj, emap, src, tgt, src_entity, tgt_entity)
+        projection = project(emap, src, src_entity, tgt_entity)
+        parts += diff_entity(
+            name, emap, src, tgt, src_key, tgt_key, projection, src_entity, tgt_entity, as_of
+        )
+        records[name] = {"source": len(src.frame), "target": len(tgt.frame)}
+    result = RunResult(new_run_id(started), started, as_of, fz.finish(parts), records)
+    result.seconds = round(time.perf_counter() - clock, 3)
+    return result
+
+
+def _source_fields(emap: EntityMap, entity: Entity) -> list[str]:
+    names = [f.source for f in emap.fields if f.role != "ignore"]
+    names += [f.field for f in emap.scope.source]
+    link = emap.link
+    if link.uid:
+        names.append(link.uid.source)
+    if link.crosswalk:
+        names.append(link.crosswalk.source or entity.primary_key)
+    names += [k.source for k in link.natural_key or []]
+    return list(dict.fromkeys([entity.primary_key, *names]))
+
+
+def _target_fields(emap: EntityMap, entity: Entity) -> list[str]:
+    names = [f.target for f in emap.fields if f.role != "ignore"]
+    names += [t for f in emap.fields for v in f.values.values() for t in v.set]
+    names += [f.field for f in emap.scope.target]
+    if emap.cutover:
+        names.append(emap.cutover.field)
+    link = emap.link
+    if link.uid:
+        names.append(link.uid.target)
+    if link.crosswalk:
+        names.append(link.crosswalk.target or entity.primary_key)
+    names += [k.target for k in link.natural_key or []]
+    return list(dict.fromkeys([entity.primary_key, *names]))
+
+
+def _key(values: pd.Series) -> pd.Series:
+    text = as_text(values).str.strip()
+    return text.mask(text == "")
+
+
+def link_keys(
+    proj: Project, emap: EntityMap, src: Extracted, tgt: Extracted, src_entity, tgt_entity
+):
+    """The key each record is matched on, as text; NA where a record has none."""
+    link = emap.link
+    if link.uid:
+        return _key(src.frame[link.uid.source]), _key(tgt.frame[link.uid.target])
+    if link.natural_key:
+
+        def joined(frame, names):
+            parts = [_key(frame[n]) for n in names]
+            key = parts[0]
+            for p in parts[1:]:
+                key = key + "\x1f" + p
+            return key
+
+        return (
+            joined(src.frame, [k.source for k in link.natural_key]),
+            joined(tgt.frame, [k.target for k in link.natural_key]),
+        )
+    cw = link.crosswalk
+    table = _read_crosswalk(proj, cw)
+    old = _key(src.frame[cw.source or src_entity.primary_key])
+    new_of = pd.Series(table["new"].to_numpy(), index=table["old"].to_numpy())
+    new_of = new_of[~new_of.index.duplicated(keep=False)]
+    return old.map(new_of).astype("string"), _key(tgt.frame[cw.target or tgt_entity.primary_key])
+
+
+def _read_crosswalk(proj: Project, cw) -> pd.DataFrame:
+    import sqlalchemy as sa
+
+    from .extract.sql import connect, sql_table
+
+    if cw.file is not None:
+        path = proj.root / cw.file
+        if not path.is_file():
+            raise SourceError(f"crosswalk file not found: {path}")
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        missing = {cw.source_key, cw.target_key} - set(table.columns)
+        if missing:
+            raise SourceError(
+                f"crosswalk {path.name} has no column(s) {', '.join(sorted(missing))}"
+            )
+        table = table[[cw.source_key, cw.target_key]]
+    else:
+        system = proj.source if cw.system == "source" else proj.target
+        engine = connect(system.url)
+        try:
+            with engine.connect() as conn:
+                stmt = sa.select(sa.column(cw.source_key), sa.column(cw.target_key)).select_from(
+                    sql_table(cw.table)
+                )
+                table = pd.read_sql(stmt, conn)
+        finally:
+            engine.dispose()
+    table.columns = ["old", "new"]
+    return pd.DataFrame({"old": _key(table["old"]), "new": _key(table["new"])}).dropna()
+
+
+__all__ = ["ROW_ID", "RunResult", "link_keys", "run_project"]
