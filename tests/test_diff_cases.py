@@ -16,12 +16,17 @@ from reconcile.run import run_project
 CASES_DIR = Path(__file__).parent / "cases"
 SPEC = yaml.safe_load((CASES_DIR / "diff_cases.yaml").read_text("utf-8"))
 KEYS = {"opps": "id", "deals": "id"}
+COLUMNS = {
+    "opps": ["id", "uid", "stage", "amount", "closes", "created", "deleted", "tags"],
+    "deals": ["id", "legacy_uid", "stage", "active", "amount", "closes", "created"],
+    "deal_labels": ["deal_id", "label"],
+}
 
 
 def build(tables: dict[str, list[dict]], path: Path) -> None:
     with sqlite3.connect(path) as db:
         for name, rows in tables.items():
-            cols = list(rows[0]) if rows else ["deal_id", "label"]
+            cols = COLUMNS[name]
             db.execute(f"CREATE TABLE {name} ({', '.join(cols)})")
             db.executemany(
                 f"INSERT INTO {name} VALUES ({', '.join('?' * len(cols))})",
