@@ -112,13 +112,14 @@ def diff_entity(
         "target_id": T[ROW_ID].iloc[rt].reset_index(drop=True),
     }
 
+    target_of = pd.Series(T[ROW_ID].iloc[rt].to_numpy(), index=rs)
     for target, source, rows, raw in proj.unmapped + proj.unparseable:
         kind = (
             "unmapped_value"
             if any(rows is r for _, _, r, _ in proj.unmapped)
             else "unparseable_value"
         )
-        out.append(_source_side(name, kind, emap, S, src_key, target, source, rows, raw))
+        out.append(_source_side(name, kind, S, src_key, target_of, target, source, rows, raw))
 
     invalid_done = set()
     for exp in proj.expectations:
@@ -215,7 +216,7 @@ def _after_cutover(emap: EntityMap, T: pd.DataFrame) -> pd.Series:
     return (created >= at).fillna(False).astype(bool)
 
 
-def _source_side(name, kind, emap, S, src_key, target, source, rows, raw):
+def _source_side(name, kind, S, src_key, target_of, target, source, rows, raw):
     rows = rows.astype(int).to_numpy()
     what = (
         "map it in the mapping (values, drop or unmapped)"
@@ -227,6 +228,7 @@ def _source_side(name, kind, emap, S, src_key, target, source, rows, raw):
         kind,
         uid=src_key.iloc[rows].reset_index(drop=True),
         source_id=S[ROW_ID].iloc[rows].reset_index(drop=True),
+        target_id=pd.Series(target_of.reindex(rows).to_numpy(), dtype="string"),
         field=target,
         old_value=raw.astype("string").reset_index(drop=True),
         suggestion=what,
