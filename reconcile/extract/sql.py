@@ -67,14 +67,21 @@ def read_table(url: str, entity: Entity, scalars: list[str], tag_fields: list[st
     try:
         with engine.connect() as conn:
             return _read(conn, entity, scalars, tag_fields, filters)
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
+        reason = _reason(exc)
         raise SourceError(
             f"reading {entity.source.name} from {redact(url)} failed: {reason}",
             hint="Check that the server is reachable and the dictionary's table and column names.",
         ) from None
     finally:
         engine.dispose()
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own one-line message, without SQLAlchemy's SQL echo and links."""
+    while isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
 
 
 def _read(conn, entity: Entity, scalars: list[str], tag_fields: list[str], filters: list[Filter]):
