@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,17 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(
+                f"error: internal error ({type(exc).__name__}: {exc}). This is a bug in reconcile; "
+                "run again with --debug for the traceback and report it.",
+                err=True,
+            )
+            ctx.exit(EXIT_ERROR)
 
 
 format_option = click.option(
@@ -209,7 +221,7 @@ def _summary_table(doc: dict) -> str:
     lines.append(
         tabulate(rows, headers=["", *entities], colalign=("left", *["right"] * len(entities)))
     )
-    folder = Path(doc["outputs"]["summary"]).parent
+    folder = Path(os.path.relpath(Path(doc["outputs"]["summary"]).parent))
     lines += [
         "",
         f"worksheet: {folder / 'worksheet.xlsx'}",

@@ -56,3 +56,12 @@ def test_every_key_of_the_format_is_documented(module, doc):
     documented = set(re.findall(r"`([a-z_]+)", text))
     keys = {name for model in _models(module) for name in model.model_fields}
     assert keys - documented == set()
+
+
+def test_every_project_config_key_is_in_the_readme():
+    from reconcile.project import ProjectConfig, SystemConfig
+
+    readme = (REPO / "README.md").read_text("utf-8")
+    for model in (ProjectConfig, SystemConfig):
+        for key in model.model_fields:
+            assert f"`{key}`" in readme, key
