@@ -9,7 +9,7 @@ from pathlib import Path
 from .dictionary.model import Dictionary, Entity
 from .dictionary.values import parse_value
 from .errors import InputError
-from .mapping.model import EntityMap, FieldMap, Mapping
+from .mapping.model import EntityMap, FieldMap, Mapping, TagMap
 from .problems import Problem, did_you_mean
 from .schema import validate
 from .yamlsource import Document, load_yaml
@@ -102,16 +102,7 @@ def _duplicate_systems(dictionaries: list[Loaded]) -> Iterator[Problem]:
 
 
 def check_dictionary(model: Dictionary, doc: Document) -> Iterator[Problem]:
-    if model.changelog and max(e.version for e in model.changelog) != model.version:
-        yield Problem(
-            doc.locate(("changelog",)),
-            "changelog",
-            f"the newest changelog entry is not for version {model.version}; "
-            "say what changed in this version",
-            "warning",
-        )
-    elif not model.changelog:
-        yield Problem(doc.locate(("version",)), "changelog", "no changelog", "warning")
+    yield from _changelog(model, doc)
     for ename, entity in model.entities.items():
         at = ("entities", ename)
         for key in ("primary_key", "created_at", "updated_at"):
@@ -154,7 +145,21 @@ def _missing_field(doc: Document, at: tuple, name: str, entity: Entity, owner: s
     )
 
 
+def _changelog(model: Dictionary | Mapping, doc: Document) -> Iterator[Problem]:
+    if not model.changelog:
+        yield Problem(doc.locate(("version",)), "changelog", "no changelog", "warning")
+    elif max(e.version for e in model.changelog) != model.version:
+        yield Problem(
+            doc.locate(("changelog",)),
+            "changelog",
+            f"the newest changelog entry is not for version {model.version}; "
+            "say what changed in this version",
+            "warning",
+        )
+
+
 def check_mapping(model: Mapping, doc: Document, project: CheckResult) -> Iterator[Problem]:
+    yield from _changelog(model, doc)
     sides: dict[str, Dictionary] = {}
     for side in ("source", "target"):
         pin = getattr(model, side)
@@ -230,6 +235,13 @@ def _check_entity(
                 yield from _value_fits(doc, (*path, "value"), ent.fields[flt.field], flt.field, v)
     if emap.cutover is not None:
         yield from field_ref((*at, "cutover", "field"), emap.cutover.field, "target")
+        cut = tgt.fields.get(emap.cutover.field)
+        if cut is not None and cut.kind.name not in ("date", "datetime"):
+            yield Problem(
+                doc.locate((*at, "cutover", "field")),
+                "wrong-type",
+                f"the cutover field must be a date or datetime; {emap.cutover.field} is {cut.kind}",
+            )
     seen_targets: dict[str, int] = {}
     for i, fmap in enumerate(emap.fields):
         path = (*at, "fields", i)
@@ -308,6 +320,12 @@ def _check_pair(
             else:
                 yield from _value_fits(doc, (*vpath, "set", other), tgt.fields[other], other, value)
     for i, code in enumerate(fmap.drop):
+        if code in fmap.values:
+            yield Problem(
+                doc.locate((*path, "drop", i)),
+                "invalid-value",
+                f"'{code}' is both mapped in values and dropped; keep one",
+            )
         if skind == "enum" and code not in sfield.codes:
             yield Problem(
                 doc.locate((*path, "drop", i)),
@@ -365,37 +383,67 @@ def _coverage(doc: Document, path: tuple, fmap: FieldMap, sfield, tfield, sname:
 
 
 def _check_tags(doc: Document, path: tuple, fmap: FieldMap, sfield, tfield, sname: str):
-    tmap = fmap.tags
-    renamed = dict(tmap.rename) if tmap else {}
-    for new, olds in tmap.merge.items() if tmap else []:
-        renamed.update({old: new for old in olds})
-    dropped = set(tmap.drop) if tmap else set()
-    where = (*path, "tags") if tmap else path
-    for old, new in renamed.items():
+    if fmap.drop or fmap.unmapped != "flag":
+        yield Problem(
+            doc.locate(path),
+            "invalid-value",
+            "a tags pair takes its drops and renames in tags: (drop, rename, merge); "
+            "drop/unmapped/default here would be ignored",
+        )
+    tmap = fmap.tags or TagMap()
+    where = (*path, "tags")
+
+    def norm(tag: str) -> str:
+        tag = tag.strip() if tmap.trim else tag
+        return tag.lower() if tmap.fold_case else tag
+
+    # (old tag, new tag, where it is written)
+    moves = [(old, new, (*where, "rename", old)) for old, new in tmap.rename.items()]
+    moves += [
+        (old, new, (*where, "merge", new)) for new, olds in tmap.merge.items() for old in olds
+    ]
+    source_tags = {norm(c) for c in sfield.codes}
+    for old, new, at in moves:
         if tfield.codes and new not in tfield.codes:
             yield Problem(
-                doc.locate((*where,)),
+                doc.locate(at, at_key=True),
                 "unknown-code",
                 f"tag '{old}' becomes '{new}', which is not a tag of {fmap.target}"
                 + did_you_mean(new, tfield.codes),
             )
-        if sfield.codes and old not in sfield.codes:
+        elif tfield.codes and tfield.codes[new].deprecated:
             yield Problem(
-                doc.locate((*where,)),
+                doc.locate(at, at_key=True),
+                "deprecated-code",
+                f"tag '{old}' becomes '{new}', which the target dictionary marks deprecated",
+                "warning",
+            )
+        if sfield.codes and norm(old) not in source_tags:
+            yield Problem(
+                doc.locate(at, at_key=True),
                 "unknown-code",
-                f"renames tag '{old}', which is not a tag of {sname}"
+                f"maps tag '{old}', which is not a tag of {sname}"
                 + did_you_mean(old, sfield.codes),
+                "warning",
+            )
+    for i, tag in enumerate(tmap.drop):
+        if sfield.codes and norm(tag) not in source_tags:
+            yield Problem(
+                doc.locate((*where, "drop", i)),
+                "unknown-code",
+                f"drops tag '{tag}', which is not a tag of {sname}"
+                + did_you_mean(tag, sfield.codes),
                 "warning",
             )
     if not tfield.codes:
         return
+    handled = {norm(old) for old, _, _ in moves} | {norm(t) for t in tmap.drop}
     for code in sfield.codes:
-        if code in dropped or code in renamed:
+        if norm(code) in handled or norm(code) in tfield.codes:
             continue
-        if code not in tfield.codes:
-            yield Problem(
-                doc.locate(where),
-                "unmapped-code",
-                f"source tag '{code}' of {sname} has no counterpart in {fmap.target}; "
-                "rename, merge or drop it",
-            )
+        yield Problem(
+            doc.locate(where if fmap.tags else path),
+            "unmapped-code",
+            f"source tag '{code}' of {sname} has no counterpart in {fmap.target}; "
+            "rename, merge or drop it",
+        )

@@ -40,7 +40,11 @@ def test_check_finds_the_problem_at_its_exact_place(case, project, run_cli):
     found = json.loads(result.stdout)["problems"]
     assert len(found) == len(case["expect"]), json.dumps(found, ensure_ascii=False, indent=1)
     for want in case["expect"]:
-        matches = [p for p in found if p["kind"] == want["kind"]]
+        matches = [
+            p
+            for p in found
+            if p["kind"] == want["kind"] and want.get("message", "") in p["message"]
+        ]
         assert matches, f"no {want['kind']} in {found}"
         got = matches[0]
         assert got["severity"] == want.get("severity", "error")
