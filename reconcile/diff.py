@@ -137,8 +137,9 @@ def diff_entity(
                     tgt_key,
                     exp.target,
                     invalid,
-                    render(actual, tfield),
+                    actual,
                     "replace it with a valid code",
+                    tfield,
                 )
             )
             out.append(
@@ -149,7 +150,7 @@ def diff_entity(
                     tgt_key,
                     exp.target,
                     t_bad,
-                    tgt.raw.get(exp.target, as_text(actual)),
+                    tgt.raw.get(exp.target, actual),
                     "fix the value in the new system",
                 )
             )
@@ -236,16 +237,18 @@ def _source_side(name, kind, S, src_key, target_of, target, source, rows, raw):
     )
 
 
-def _target_rows(name, kind, T, tgt_key, field, mask, shown, suggestion):
+def _target_rows(name, kind, T, tgt_key, field, mask, values, suggestion, fdef=None):
+    """Findings about target records alone; values are rendered only where `mask` holds."""
     if not mask.any():
         return fz.empty()
+    shown = render(values[mask], fdef) if fdef is not None else values[mask].astype("string")
     return fz.make(
         name,
         kind,
         uid=tgt_key[mask].reset_index(drop=True),
         target_id=T.loc[mask, ROW_ID].reset_index(drop=True),
         field=field,
-        actual_value=shown[mask].astype("string").reset_index(drop=True),
+        actual_value=shown.reset_index(drop=True),
         suggestion=suggestion,
     )
 

@@ -30,6 +30,7 @@ def summary(result: RunResult, proj: Project, outputs: dict[str, str] | None = N
         "records": result.records,
         "findings": result.counts(),
         "seconds": result.seconds,
+        "timings": result.timings,
         "outputs": outputs or {},
     }
 

@@ -33,6 +33,7 @@ class RunResult:
     findings: pd.DataFrame
     records: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # extract / compare, in seconds
 
     def counts(self) -> dict:
         f = self.findings
@@ -56,7 +57,9 @@ def run_project(
     clock = time.perf_counter()
     parts: list[pd.DataFrame] = []
     records: dict[str, dict[str, int]] = {}
+    timings = {"extract": 0.0, "compare": 0.0}
     for name, emap in proj.mapping.entities.items():
+        tick = time.perf_counter()
         src_entity = proj.source.dictionary.entities[emap.source]
         tgt_entity = proj.target.dictionary.entities[emap.target]
         progress(f"{name}: reading {proj.source.name}.{emap.source}")
@@ -68,14 +71,20 @@ def run_project(
             proj.target, tgt_entity, _target_fields(emap, tgt_entity), emap.scope.target
         )
         progress(f"{name}: {len(src.frame):,} old and {len(tgt.frame):,} new records; comparing")
+        timings["extract"] += time.perf_counter() - tick
+        tick = time.perf_counter()
         src_key, tgt_key = link_keys(proj, emap, src, tgt, src_entity, tgt_entity)
         projection = project(emap, src, src_entity, tgt_entity)
         parts += diff_entity(
             name, emap, src, tgt, src_key, tgt_key, projection, src_entity, tgt_entity, as_of
         )
         records[name] = {"source": len(src.frame), "target": len(tgt.frame)}
+        timings["compare"] += time.perf_counter() - tick
+    tick = time.perf_counter()
     result = RunResult(new_run_id(started), started, as_of, fz.finish(parts), records)
+    timings["compare"] += time.perf_counter() - tick
     result.seconds = round(time.perf_counter() - clock, 3)
+    result.timings = {k: round(v, 3) for k, v in timings.items()}
     return result
 
 

@@ -111,7 +111,7 @@ def _read(conn, entity: Entity, scalars: list[str], tag_fields: list[str], filte
         if lookup is not None:
             frame[name] = _translate(conn, lookup, frame[name])
     long = {}
-    keys = as_text(frame[entity.primary_key])
+    keys = frame[entity.primary_key]
     for name in tag_fields:
         storage = entity.fields[name].storage
         kind = storage.chosen()
@@ -129,7 +129,6 @@ def _read(conn, entity: Entity, scalars: list[str], tag_fields: list[str], filte
                 ).select_from(sql_table(jt.table)),
                 conn,
             )
-            pairs["key"] = as_text(pairs["key"])
             if jt.lookup is not None:
                 pairs["tag"] = _translate(conn, jt.lookup, pairs["tag"])
             long[name] = tagio.attach(keys, pairs)

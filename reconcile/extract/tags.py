@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from ..dictionary.model import TagStorage
+from .types import as_text
 
 
 def split_delimited(values: pd.Series, separator: str, wrap: str) -> pd.DataFrame:
@@ -41,15 +42,19 @@ def split_json(values: pd.Series) -> pd.DataFrame:
 
 
 def attach(keys: pd.Series, pairs: pd.DataFrame) -> pd.DataFrame:
-    """Join-table rows (key, tag) onto record positions, given each record's key as text."""
-    position = pd.Series(keys.index, index=keys.to_numpy())
-    position = position[~position.index.duplicated()]
-    pairs = pairs[pairs["key"].isin(position.index)]
+    """Join-table rows (key, tag) onto record positions, matching each record's raw key."""
+    index = pd.Index(keys.to_numpy())
+    lookup = pairs["key"]
+    if index.dtype != lookup.dtype:  # e.g. integer ids against text: compare as text
+        index, lookup = pd.Index(as_text(keys).to_numpy()), as_text(lookup)
+    positions = keys.index.to_numpy()
+    if not index.is_unique:  # a primary key should be unique; the first record keeps the tags
+        first = ~index.duplicated()
+        index, positions = index[first], positions[first]
+    found = index.get_indexer(lookup.to_numpy())
+    hit = found >= 0
     return pd.DataFrame(
-        {
-            "row": position.loc[pairs["key"]].to_numpy(),
-            "tag": pairs["tag"].astype("string").to_numpy(),
-        }
+        {"row": positions[found[hit]], "tag": pairs["tag"].astype("string").to_numpy()[hit]}
     )
 
 
