@@ -64,11 +64,11 @@ def run_project(
         tgt_entity = proj.target.dictionary.entities[emap.target]
         progress(f"{name}: reading {proj.source.name}.{emap.source}")
         src = read_entity(
-            proj.source, src_entity, _source_fields(emap, src_entity), emap.scope.source
+            proj.source, src_entity, fields_read(emap, src_entity, "source"), emap.scope.source
         )
         progress(f"{name}: reading {proj.target.name}.{emap.target}")
         tgt = read_entity(
-            proj.target, tgt_entity, _target_fields(emap, tgt_entity), emap.scope.target
+            proj.target, tgt_entity, fields_read(emap, tgt_entity, "target"), emap.scope.target
         )
         progress(f"{name}: {len(src.frame):,} old and {len(tgt.frame):,} new records; comparing")
         timings["extract"] += time.perf_counter() - tick
@@ -88,30 +88,20 @@ def run_project(
     return result
 
 
-def _source_fields(emap: EntityMap, entity: Entity) -> list[str]:
-    names = [f.source for f in emap.fields if f.role != "ignore"]
-    names += [f.field for f in emap.scope.source]
+def fields_read(emap: EntityMap, entity: Entity, side: str) -> list[str]:
+    """The fields of `side` ('source' or 'target') that the mapping needs: nothing else is read."""
+    names = [getattr(f, side) for f in emap.fields if f.role != "ignore"]
+    names += [f.field for f in getattr(emap.scope, side)]
+    if side == "target":
+        names += [t for f in emap.fields for v in f.values.values() for t in v.set]
+        if emap.cutover:
+            names.append(emap.cutover.field)
     link = emap.link
     if link.uid:
-        names.append(link.uid.source)
+        names.append(getattr(link.uid, side))
     if link.crosswalk:
-        names.append(link.crosswalk.source or entity.primary_key)
-    names += [k.source for k in link.natural_key or []]
-    return list(dict.fromkeys([entity.primary_key, *names]))
-
-
-def _target_fields(emap: EntityMap, entity: Entity) -> list[str]:
-    names = [f.target for f in emap.fields if f.role != "ignore"]
-    names += [t for f in emap.fields for v in f.values.values() for t in v.set]
-    names += [f.field for f in emap.scope.target]
-    if emap.cutover:
-        names.append(emap.cutover.field)
-    link = emap.link
-    if link.uid:
-        names.append(link.uid.target)
-    if link.crosswalk:
-        names.append(link.crosswalk.target or entity.primary_key)
-    names += [k.target for k in link.natural_key or []]
+        names.append(getattr(link.crosswalk, side) or entity.primary_key)
+    names += [getattr(k, side) for k in link.natural_key or []]
     return list(dict.fromkeys([entity.primary_key, *names]))
 
 

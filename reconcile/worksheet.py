@@ -15,23 +15,11 @@ from pathlib import Path
 import pandas as pd
 import xlsxwriter
 
+from . import findings as fz
 from .atomic import atomic_path
 from .project import Project
 
-LOCKED = (
-    "fingerprint",
-    "kind",
-    "severity",
-    "uid",
-    "source_id",
-    "target_id",
-    "field",
-    "old_value",
-    "expected_value",
-    "actual_value",
-    "suggestion",
-    "derivation",
-)
+LOCKED = tuple(c for c in fz.COLUMNS if c != "entity")  # what was found: never edited
 EDITABLE = ("decision", "corrected_value", "reviewer", "comment")
 CHECK = "row_check"
 COLUMNS = (*LOCKED, *EDITABLE, CHECK)
