@@ -242,6 +242,12 @@ def _check_entity(
                 "wrong-type",
                 f"the cutover field must be a date or datetime; {emap.cutover.field} is {cut.kind}",
             )
+    for name, value in emap.on_insert.items():
+        path = (*at, "on_insert", name)
+        if name not in tgt.fields:
+            yield from field_ref(path, name, "target")
+        elif not (value == "now" and tgt.fields[name].kind.name in ("date", "datetime")):
+            yield from _value_fits(doc, path, tgt.fields[name], name, value)
     seen_targets: dict[str, int] = {}
     for i, fmap in enumerate(emap.fields):
         path = (*at, "fields", i)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -271,6 +272,119 @@ def demo(out: Path, fresh: bool, size: int, fmt: str, lang: str | None, as_of, q
 
     prepare(out, fresh=fresh, n=size, progress=_progress(quiet))
     _run(out, fmt, lang, as_of, quiet)
+
+
+def _project_of(path: Path, given: Path | None) -> Path:
+    """The project a worksheet belongs to: --project, else the folder above its runs folder."""
+    if given is not None:
+        return given
+    for parent in Path(path).resolve().parents:
+        if (parent / "reconcile.yaml").is_file():
+            return parent
+    return Path(".")
+
+
+@cli.command()
+@click.argument("worksheet", type=click.Path(path_type=Path))
+@click.option(
+    "--project",
+    "project_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Project folder (default: the one the worksheet lies in).",
+)
+@click.option("--execute", is_flag=True, help="Write to the new CRM. Without it: a dry run.")
+@click.option(
+    "--skip-invalid", is_flag=True, help="Apply the valid rows even if some rows are invalid."
+)
+@click.option("--reviewer", default=None, help="Reviewer for rows that name none.")
+@click.option(
+    "--run", "run_id", default=None, help="Run id, for a CSV worksheet kept outside its run folder."
+)
+@click.option(
+    "--emit-upsert",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write import files (one CSV per object, keyed by external id) instead of SQL.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def apply(
+    worksheet, project_dir, execute, skip_invalid, reviewer, run_id, emit_upsert, fmt
+) -> None:
+    """Apply a reviewed worksheet to the new CRM, safely.
+
+    Validates every row first (locked cells intact, decisions from approve/reject/edit,
+    corrected values valid for their field). A dry run by default: prints the exact SQL and
+    writes it as a patch file. With --execute the changes run in one transaction with
+    compare-and-set: a value that changed since the run is a conflict and is left alone. An
+    undo patch and an audit record are written; rejected rows are remembered as accepted
+    differences; answers to unmapped values become a proposed next mapping version.
+    Exit 0 when everything planned was applied, 1 on conflicts or skipped rows, 2 when the
+    worksheet is invalid.
+    """
+    from .apply.run import apply_worksheet
+    from .project import load_project
+
+    proj = load_project(_project_of(worksheet, project_dir))
+    result = apply_worksheet(
+        proj,
+        worksheet,
+        execute=execute,
+        skip_invalid=skip_invalid,
+        reviewer=reviewer,
+        run_id=run_id,
+        emit_upsert=emit_upsert,
+    )
+    problems = result.review.problems
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str))
+    else:
+        for p in problems:
+            click.echo(f"invalid: {p}", err=True)
+        if not execute and emit_upsert is None:
+            for c in result.changes:
+                for sql, params in c.sql:
+                    click.echo(
+                        f"-- #{c.seq} {c.action} {c.entity} {c.target_id or c.uid} {c.field or ''}"
+                    )
+                    click.echo(f"{sql.strip()};  -- {json.dumps(params, ensure_ascii=False)}")
+        rows = sorted(result.counts().items())
+        if rows:
+            click.echo(tabulate(rows, headers=["status", "changes"]))
+        for name, path in sorted(result.outputs.items()):
+            click.echo(f"{name}: {os.path.relpath(path)}")
+    if problems and not skip_invalid:
+        click.echo(
+            f"error: {len(problems)} invalid row(s) in {worksheet}; nothing was applied "
+            "(fix them, or pass --skip-invalid)",
+            err=True,
+        )
+        sys.exit(EXIT_ERROR)
+    conflicts = sum(1 for c in result.changes if c.status == "conflict")
+    sys.exit(EXIT_FINDINGS if conflicts or problems else EXIT_CLEAN)
+
+
+@cli.command()
+@click.argument("patch", type=click.Path(path_type=Path))
+@click.option("--project", "project_dir", type=click.Path(path_type=Path), default=None)
+@click.option("--execute", is_flag=True, help="Write to the new CRM. Without it: a dry run.")
+def undo(patch: Path, project_dir: Path | None, execute: bool) -> None:
+    """Undo an executed apply with the undo patch it wrote (undo.json).
+
+    Each step is compare-and-set on the value the apply wrote: a value changed since is a
+    conflict and left alone. A dry run by default. Exit 1 when any step conflicts.
+    """
+    from .apply.run import undo_patch
+    from .project import load_project
+
+    proj = load_project(_project_of(patch, project_dir))
+    report = undo_patch(proj, patch, execute)
+    click.echo(
+        tabulate(sorted(Counter(s["status"] for s in report).items()), headers=["status", "steps"])
+    )
+    sys.exit(EXIT_FINDINGS if any(s["status"] == "conflict" for s in report) else EXIT_CLEAN)
 
 
 def _cell(value) -> str:

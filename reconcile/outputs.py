@@ -16,7 +16,9 @@ from .run import RunResult
 PARQUET_FROM = 100_000  # findings; above this JSON gets unwieldy and Parquet is written instead
 
 
-def summary(result: RunResult, proj: Project, outputs: dict[str, str] | None = None) -> dict:
+def summary(
+    result: RunResult, proj: Project, lang: str, outputs: dict[str, str] | None = None
+) -> dict:
     versions = proj.versions()
     for role in ("source", "target"):
         system = getattr(proj, role)
@@ -26,6 +28,7 @@ def summary(result: RunResult, proj: Project, outputs: dict[str, str] | None = N
         "started": result.started.isoformat(),
         "as_of": result.as_of.isoformat(),
         "project": proj.config.name,
+        "language": lang,
         "versions": versions,
         "records": result.records,
         "findings": result.counts(),
@@ -49,7 +52,7 @@ def write_run(
         "summary": "summary.json",
     }
     outputs = {k: str(final / v) for k, v in names.items()}
-    doc = summary(result, proj, outputs)
+    doc = summary(result, proj, lang, outputs)
     with atomic_dir(final) as tmp:
         f = result.findings
         f.to_csv(tmp / names["findings_csv"], index=False, encoding="utf-8", lineterminator="\n")
@@ -74,11 +77,12 @@ def write_run(
 def _about(doc: dict, lang: str) -> list[tuple[str, str]]:
     v = doc["versions"]
     how = {
-        "zh": "在“决定”列选择 approve(批准修正)/ reject(拒绝)/ edit(修改后批准,并填写修正值);"
-        "填写审核人和备注。请勿修改灰色列:被修改的行会在应用时被拒绝。",
-        "en": "Choose a decision: approve (apply the suggestion), reject, or edit (apply the corrected "
-        "value). Fill in reviewer and comment. Do not change the grey columns: altered rows are "
-        "rejected when the worksheet is applied.",
+        "zh": "在“决定”列选择 approve(批准修正)/ reject(拒绝:接受该差异,在备注中说明原因,可填写接受至某日期)"
+        "/ edit(修改后批准,并填写修正值);填写审核人。请勿修改灰色列:被修改的行会在应用时被拒绝。",
+        "en": "Choose a decision: approve (apply the suggestion), reject (the difference is accepted; "
+        "say why in comment, optionally until a date), or edit (apply the corrected value). Fill in "
+        "reviewer. Do not change the grey columns: altered rows are rejected when the worksheet is "
+        "applied.",
     }[lang]
     return [
         ("reconcile worksheet", doc["project"] or ""),

@@ -105,7 +105,8 @@ def fields_read(emap: EntityMap, entity: Entity, side: str) -> list[str]:
     return list(dict.fromkeys([entity.primary_key, *names]))
 
 
-def _key(values: pd.Series) -> pd.Series:
+def key_text(values: pd.Series) -> pd.Series:
+    """Link keys as trimmed text; blank is no key."""
     text = as_text(values).str.strip()
     return text.mask(text == "")
 
@@ -116,11 +117,11 @@ def link_keys(
     """The key each record is matched on, as text; NA where a record has none."""
     link = emap.link
     if link.uid:
-        return _key(src.frame[link.uid.source]), _key(tgt.frame[link.uid.target])
+        return key_text(src.frame[link.uid.source]), key_text(tgt.frame[link.uid.target])
     if link.natural_key:
 
         def joined(frame, names):
-            parts = [_key(frame[n]) for n in names]
+            parts = [key_text(frame[n]) for n in names]
             key = parts[0]
             for p in parts[1:]:
                 key = key + "\x1f" + p
@@ -132,10 +133,12 @@ def link_keys(
         )
     cw = link.crosswalk
     table = _read_crosswalk(proj, cw)
-    old = _key(src.frame[cw.source or src_entity.primary_key])
+    old = key_text(src.frame[cw.source or src_entity.primary_key])
     new_of = pd.Series(table["new"].to_numpy(), index=table["old"].to_numpy())
     new_of = new_of[~new_of.index.duplicated(keep=False)]
-    return old.map(new_of).astype("string"), _key(tgt.frame[cw.target or tgt_entity.primary_key])
+    return old.map(new_of).astype("string"), key_text(
+        tgt.frame[cw.target or tgt_entity.primary_key]
+    )
 
 
 def _read_crosswalk(proj: Project, cw) -> pd.DataFrame:
@@ -166,7 +169,7 @@ def _read_crosswalk(proj: Project, cw) -> pd.DataFrame:
         finally:
             engine.dispose()
     table.columns = ["old", "new"]
-    return pd.DataFrame({"old": _key(table["old"]), "new": _key(table["new"])}).dropna()
+    return pd.DataFrame({"old": key_text(table["old"]), "new": key_text(table["new"])}).dropna()
 
 
 __all__ = ["ROW_ID", "RunResult", "link_keys", "run_project"]

@@ -20,7 +20,7 @@ from .atomic import atomic_path
 from .project import Project
 
 LOCKED = tuple(c for c in fz.COLUMNS if c != "entity")  # what was found: never edited
-EDITABLE = ("decision", "corrected_value", "reviewer", "comment")
+EDITABLE = ("decision", "corrected_value", "reviewer", "comment", "accept_until")
 CHECK = "row_check"
 COLUMNS = (*LOCKED, *EDITABLE, CHECK)
 DECISIONS = ("approve", "reject", "edit")
@@ -44,6 +44,7 @@ HEADERS = {
         "corrected_value": "修正值",
         "reviewer": "审核人",
         "comment": "备注",
+        "accept_until": "接受至",
         "row_check": "校验",
     },
     "en": {
@@ -63,6 +64,7 @@ HEADERS = {
         "corrected_value": "Corrected value",
         "reviewer": "Reviewer",
         "comment": "Comment",
+        "accept_until": "Accept until",
         "row_check": "Check",
     },
 }
@@ -168,7 +170,14 @@ def write_xlsx(rows: pd.DataFrame, path: Path, lang: str, about: list[tuple[str,
 
 def _sheet(book, name, part: pd.DataFrame, lang, head, locked, editable) -> None:
     ws = book.add_worksheet(name)
-    widths = {"fingerprint": 18, "suggestion": 36, "derivation": 44, "comment": 30, CHECK: 18}
+    widths = {
+        "fingerprint": 18,
+        "suggestion": 36,
+        "derivation": 44,
+        "comment": 30,
+        CHECK: 18,
+        "accept_until": 14,
+    }
     for c, key in enumerate(COLUMNS):
         fmt = editable if key in EDITABLE else locked
         ws.set_column(c, c, widths.get(key, 16), fmt, {"hidden": key == CHECK})

@@ -56,9 +56,10 @@ def connect(url: str) -> sa.Engine:
         ) from None
 
 
-def sql_table(name: str) -> sa.TableClause:
+def sql_table(name: str, *columns: str) -> sa.TableClause:
+    """A table by name ('schema.table' allowed); identifiers are quoted by the dialect."""
     schema, _, table = name.rpartition(".")
-    return sa.table(table, schema=schema or None)
+    return sa.table(table, *[sa.column(c) for c in columns], schema=schema or None)
 
 
 def read_table(url: str, entity: Entity, scalars: list[str], tag_fields: list[str], filters):

@@ -218,6 +218,9 @@ class EntityMap(Strict):
     scope: Scope = Scope()
     cutover: Cutover | None = None
     fields: list[FieldMap]
+    # Values for target fields the projection leaves empty when `reconcile apply` inserts a record
+    # the migration lost (e.g. archived: false); `now` is the time of the insert.
+    on_insert: dict[str, Any] = {}
 
 
 class Mapping(Strict):
