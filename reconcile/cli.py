@@ -222,6 +222,10 @@ def _summary_table(doc: dict) -> str:
     lines.append(
         tabulate(rows, headers=["", *entities], colalign=("left", *["right"] * len(entities)))
     )
+    if doc["findings"].get("accepted"):
+        lines.append(
+            f"\n{doc['findings']['accepted']} accepted difference(s) not shown (reviewers kept them)"
+        )
     folder = Path(os.path.relpath(Path(doc["outputs"]["summary"]).parent))
     lines += [
         "",

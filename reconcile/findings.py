@@ -54,6 +54,7 @@ COLUMNS = (
     "actual_value",
     "suggestion",
     "derivation",
+    "status",  # open, or accepted: a difference reviewers agreed to keep (see reconcile apply)
 )
 
 # What, besides entity, kind, record and field, makes a defect the same defect.
@@ -86,6 +87,7 @@ class Finding:
     actual_value: str | None
     suggestion: str | None
     derivation: str | None
+    status: str = "open"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,6 +110,7 @@ def make(entity: str, kind: str, **columns) -> pd.DataFrame:
             pd.Series(value, index=frame.index, dtype="string") if value is not None else pd.NA
         )
     frame["entity"], frame["kind"], frame["severity"] = entity, kind, SEVERITY[kind]
+    frame["status"] = "open"
     return frame.astype("string")
 
 

@@ -36,13 +36,20 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)  # extract / compare, in seconds
 
     def counts(self) -> dict:
-        f = self.findings
+        """Open findings by kind and entity; accepted differences counted apart."""
+        accepted = self.findings["status"] == "accepted"
+        f = self.findings[~accepted]
         by_kind = {k: int(v) for k, v in f["kind"].value_counts().items()}
         by_entity: dict[str, dict[str, int]] = {}
         for (entity, kind), n in f.groupby(["entity", "kind"]).size().items():
             by_entity.setdefault(entity, {})[kind] = int(n)
         ordered = {k: by_kind[k] for k in fz.KINDS if k in by_kind}
-        return {"total": len(f), "by_kind": ordered, "by_entity": by_entity}
+        return {
+            "total": len(f),
+            "by_kind": ordered,
+            "by_entity": by_entity,
+            "accepted": int(accepted.sum()),
+        }
 
 
 def new_run_id(now: dt.datetime) -> str:
@@ -81,11 +88,27 @@ def run_project(
         records[name] = {"source": len(src.frame), "target": len(tgt.frame)}
         timings["compare"] += time.perf_counter() - tick
     tick = time.perf_counter()
-    result = RunResult(new_run_id(started), started, as_of, fz.finish(parts), records)
+    findings = fz.finish(parts)
+    known = accepted_differences(proj, as_of)
+    findings.loc[findings["fingerprint"].isin(list(known)), "status"] = "accepted"
+    result = RunResult(new_run_id(started), started, as_of, findings, records)
     timings["compare"] += time.perf_counter() - tick
     result.seconds = round(time.perf_counter() - clock, 3)
     result.timings = {k: round(v, 3) for k, v in timings.items()}
     return result
+
+
+def accepted_differences(proj: Project, as_of: dt.date) -> set[str]:
+    """Fingerprints reviewers accepted (reconcile apply, decision reject), still in force."""
+    from .history import History, history_url
+
+    if not (proj.output_dir / "history.sqlite").is_file():
+        return set()
+    history = History(history_url(proj.output_dir))
+    try:
+        return set(history.accepted(as_of))
+    finally:
+        history.close()
 
 
 def fields_read(emap: EntityMap, entity: Entity, side: str) -> list[str]:

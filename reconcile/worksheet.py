@@ -19,7 +19,9 @@ from . import findings as fz
 from .atomic import atomic_path
 from .project import Project
 
-LOCKED = tuple(c for c in fz.COLUMNS if c != "entity")  # what was found: never edited
+LOCKED = tuple(
+    c for c in fz.COLUMNS if c not in ("entity", "status")
+)  # what was found: never edited
 EDITABLE = ("decision", "corrected_value", "reviewer", "comment", "accept_until")
 CHECK = "row_check"
 COLUMNS = (*LOCKED, *EDITABLE, CHECK)
@@ -89,8 +91,11 @@ def row_check(run_id: str, locked: pd.DataFrame) -> pd.Series:
 
 
 def table(findings: pd.DataFrame, proj: Project, run_id: str, lang: str) -> pd.DataFrame:
-    """The worksheet rows: findings with labels shown beside codes, editable columns empty."""
-    rows = findings[["entity", *LOCKED]].copy()
+    """The worksheet rows: open findings, labels shown beside codes, editable columns empty.
+
+    Accepted differences are left out: reviewers already decided them.
+    """
+    rows = findings.loc[findings["status"] != "accepted", ["entity", *LOCKED]].copy()
     for col in ("old_value", "expected_value", "actual_value"):
         rows[col] = _labelled(rows, col, proj, lang)
     rows[CHECK] = row_check(run_id, rows[list(LOCKED)]) if len(rows) else pd.Series(dtype="string")
