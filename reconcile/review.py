@@ -303,13 +303,24 @@ def _row(review, sheet, entity, r, row, want_rows, by_fp, proj, reviewer, seen) 
         review.problems.append(RowProblem(sheet, r, "fingerprint", f"finding {fp} appears twice"))
         return
     seen.add(fp)
-    for key in (*ws.LOCKED, ws.CHECK):
+    for key in ws.LOCKED:
         wrote = ws.neutralise(want[key]) if want[key] is not None else None
         if cells[key] != (str(wrote) if wrote is not None else None):
             review.problems.append(
                 RowProblem(sheet, r, key, f"locked cell altered: was {wrote!r}, now {cells[key]!r}")
             )
             return
+    if cells[ws.CHECK] != want[ws.CHECK]:
+        review.problems.append(
+            RowProblem(
+                sheet,
+                r,
+                ws.CHECK,
+                f"the row check does not match run {review.run_id}: "
+                "this row comes from another run's worksheet, or was altered",
+            )
+        )
+        return
     raw = (cells["decision"] or "").strip()
     decision = SYNONYMS.get(raw, raw.lower())
     if not decision:

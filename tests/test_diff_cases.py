@@ -17,17 +17,34 @@ CASES_DIR = Path(__file__).parent / "cases"
 SPEC = yaml.safe_load((CASES_DIR / "diff_cases.yaml").read_text("utf-8"))
 KEYS = {"opps": "id", "deals": "id"}
 COLUMNS = {
-    "opps": ["id", "uid", "stage", "amount", "closes", "created", "deleted", "tags"],
-    "deals": ["id", "legacy_uid", "stage", "active", "amount", "closes", "created"],
-    "deal_labels": ["deal_id", "label"],
+    "opps": [
+        "id INTEGER PRIMARY KEY",
+        "uid TEXT",
+        "stage TEXT",
+        "amount REAL",
+        "closes TEXT",
+        "created TEXT",
+        "deleted INTEGER",
+        "tags TEXT",
+    ],
+    "deals": [
+        "id INTEGER PRIMARY KEY",
+        "legacy_uid TEXT",
+        "stage TEXT",
+        "active INTEGER",
+        "amount REAL",
+        "closes TEXT",
+        "created TEXT",
+    ],
+    "deal_labels": ["deal_id INTEGER", "label TEXT"],
 }
 
 
 def build(tables: dict[str, list[dict]], path: Path) -> None:
     with sqlite3.connect(path) as db:
         for name, rows in tables.items():
-            cols = COLUMNS[name]
-            db.execute(f"CREATE TABLE {name} ({', '.join(cols)})")
+            db.execute(f"CREATE TABLE {name} ({', '.join(COLUMNS[name])})")
+            cols = [c.split()[0] for c in COLUMNS[name]]
             db.executemany(
                 f"INSERT INTO {name} VALUES ({', '.join('?' * len(cols))})",
                 [tuple(r.get(c) for c in cols) for r in rows],

@@ -105,6 +105,8 @@ def apply_worksheet(
             )
         _write(proj, result, writes, execute)
         result.executed = execute
+    else:
+        result.executed = execute  # only decisions to remember, no writes to the CRM
     if result.executed:
         _remember(proj, result, now)
     _patch_files(result)
