@@ -72,3 +72,25 @@ def test_a_second_demo_keeps_the_databases_and_the_folder_is_a_project(demo, run
     assert run_cli("check", out).exit_code == 0
     assert run_cli("run", out, "--quiet").exit_code == 1
     assert len([p for p in (out / "runs").iterdir() if p.is_dir()]) == 3
+
+
+def test_approving_the_state_mismatches_clears_them_and_a_second_apply_changes_nothing(
+    tmp_path, run_cli
+):
+    from tests.reviewing import approve, decide
+
+    out = tmp_path / "demo"
+    first = json.loads(
+        run_cli("demo", "--out", out, "--size", "1000", "--format", "json", "-q").stdout
+    )
+    assert first["findings"]["by_kind"]["state_mismatch"] == 48
+    sheet = Path(first["outputs"]["worksheet_xlsx"])
+    assert decide(sheet, approve({"state_mismatch"})) == 48
+    applied = run_cli("apply", sheet, "--execute", "--format", "json")
+    assert applied.exit_code == 0, applied.stderr
+    assert json.loads(applied.stdout)["counts"] == {"applied": 48}
+    again = json.loads(run_cli("demo", "--out", out, "--format", "json", "-q").stdout)
+    assert "state_mismatch" not in again["findings"]["by_kind"]
+    assert again["findings"]["total"] == 125 - 48
+    second = run_cli("apply", sheet, "--execute", "--format", "json")
+    assert json.loads(second.stdout)["counts"] == {"already": 48}
