@@ -105,7 +105,7 @@ def check_dictionary(model: Dictionary, doc: Document) -> Iterator[Problem]:
     yield from _changelog(model, doc)
     for ename, entity in model.entities.items():
         at = ("entities", ename)
-        for key in ("primary_key", "created_at", "updated_at"):
+        for key in ("primary_key", "created_at", "updated_at", "owner"):
             name = getattr(entity, key)
             if name is not None and name not in entity.fields:
                 yield _missing_field(doc, (*at, key), name, entity, f"entity {ename}")

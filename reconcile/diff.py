@@ -32,7 +32,8 @@ def diff_entity(
     src_entity: Entity,
     tgt_entity: Entity,
     as_of: dt.date,
-) -> list[pd.DataFrame]:
+) -> tuple[list[pd.DataFrame], np.ndarray, np.ndarray]:
+    """(findings in parts, source rows and target rows of the matched pairs)."""
     S, T = src.frame, tgt.frame
     out: list[pd.DataFrame] = []
     new_business = _after_cutover(emap, T)
@@ -191,7 +192,7 @@ def diff_entity(
                 name,
                 target,
                 expected_tags,
-                tgt.tags[_tag_source(emap, target)],
+                tgt.tags[target],
                 pairs,
                 S,
                 T,
@@ -200,11 +201,7 @@ def diff_entity(
                 as_of,
             )
         )
-    return out
-
-
-def _tag_source(emap: EntityMap, target: str) -> str:
-    return target
+    return out, rs, rt
 
 
 def _after_cutover(emap: EntityMap, T: pd.DataFrame) -> pd.Series:
@@ -360,4 +357,28 @@ def _tags(name, target, expected, actual, pairs, S, T, tgt_key, tfield: Field, a
                 else None,
             )
         )
+    return out
+
+
+def transitions(
+    proj: Projection, S: pd.DataFrame, T: pd.DataFrame, rs, rt
+) -> dict[str, list[dict]]:
+    """For each state field: how many matched records went from each old code to each new code,
+    with the code the mapping expects, so a report can show the expected diagonal and the rest."""
+    out = {}
+    for exp in proj.expectations:
+        if exp.role != "state":
+            continue
+        frame = pd.DataFrame(
+            {
+                "old": as_text(S[exp.source].iloc[rs]).fillna("∅").to_numpy(),
+                "expected": as_text(exp.expected.iloc[rs]).fillna("∅").to_numpy(),
+                "actual": as_text(T[exp.target].iloc[rt]).fillna("∅").to_numpy(),
+            }
+        )
+        counts = frame.groupby(["old", "expected", "actual"], sort=True).size()
+        out[exp.target] = [
+            {"old": o, "expected": e, "actual": a, "count": int(n)}
+            for (o, e, a), n in counts.items()
+        ]
     return out

@@ -34,6 +34,8 @@ def summary(
         "findings": result.counts(),
         "seconds": result.seconds,
         "timings": result.timings,
+        "transitions": result.transitions,
+        "stale": result.stale,
         "outputs": outputs or {},
     }
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from . import findings as fz
 from .dictionary.model import Entity
-from .diff import diff_entity
+from .diff import diff_entity, render, transitions
 from .errors import SourceError
 from .extract import ROW_ID, Extracted, read_entity
 from .extract.types import as_text
@@ -34,6 +34,8 @@ class RunResult:
     records: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # extract / compare, in seconds
+    transitions: dict[str, dict] = field(default_factory=dict)  # entity -> state field -> cells
+    stale: dict[str, dict] = field(default_factory=dict)  # entity -> open records not updated
 
     def counts(self) -> dict:
         """Open findings by kind and entity; accepted differences counted apart."""
@@ -57,7 +59,10 @@ def new_run_id(now: dt.datetime) -> str:
 
 
 def run_project(
-    proj: Project, as_of: dt.date | None = None, progress: Progress = lambda _: None
+    proj: Project,
+    as_of: dt.date | None = None,
+    progress: Progress = lambda _: None,
+    stale_days: int = 7,
 ) -> RunResult:
     started = dt.datetime.now(dt.UTC).replace(microsecond=0)
     as_of = as_of or proj.config.as_of or started.date()
@@ -65,6 +70,8 @@ def run_project(
     parts: list[pd.DataFrame] = []
     records: dict[str, dict[str, int]] = {}
     timings = {"extract": 0.0, "compare": 0.0}
+    moves: dict[str, dict] = {}
+    stale: dict[str, dict | None] = {}
     for name, emap in proj.mapping.entities.items():
         tick = time.perf_counter()
         src_entity = proj.source.dictionary.entities[emap.source]
@@ -82,16 +89,21 @@ def run_project(
         tick = time.perf_counter()
         src_key, tgt_key = link_keys(proj, emap, src, tgt, src_entity, tgt_entity)
         projection = project(emap, src, src_entity, tgt_entity)
-        parts += diff_entity(
+        found, rs, rt = diff_entity(
             name, emap, src, tgt, src_key, tgt_key, projection, src_entity, tgt_entity, as_of
         )
-        records[name] = {"source": len(src.frame), "target": len(tgt.frame)}
+        parts += found
+        records[name] = {"source": len(src.frame), "target": len(tgt.frame), "matched": len(rs)}
+        moves[name] = transitions(projection, src.frame, tgt.frame, rs, rt)
+        stale[name] = stale_records(tgt.frame, emap, tgt_entity, as_of, stale_days)
         timings["compare"] += time.perf_counter() - tick
     tick = time.perf_counter()
     findings = fz.finish(parts)
     known = accepted_differences(proj, as_of)
     findings.loc[findings["fingerprint"].isin(list(known)), "status"] = "accepted"
     result = RunResult(new_run_id(started), started, as_of, findings, records)
+    result.transitions = moves
+    result.stale = {k: v for k, v in stale.items() if v is not None}
     timings["compare"] += time.perf_counter() - tick
     result.seconds = round(time.perf_counter() - clock, 3)
     result.timings = {k: round(v, 3) for k, v in timings.items()}
@@ -111,6 +123,50 @@ def accepted_differences(proj: Project, as_of: dt.date) -> set[str]:
         history.close()
 
 
+def stale_records(T: pd.DataFrame, emap: EntityMap, entity: Entity, as_of: dt.date, days: int):
+    """Records in an open state (codes marked open: true) not updated for `days` days, by owner.
+
+    Needs the target entity's updated_at and owner, and a state field with open codes; None when
+    the dictionary does not say so much.
+    """
+    state = next(
+        (
+            f.target
+            for f in emap.fields
+            if f.role == "state" and any(c.open for c in entity.fields[f.target].codes.values())
+        ),
+        None,
+    )
+    if not (entity.updated_at and entity.owner and state):
+        return None
+    open_codes = [c for c, d in entity.fields[state].codes.items() if d.open]
+    cutoff = pd.Timestamp(as_of - dt.timedelta(days=days))
+    updated = T[entity.updated_at]
+    if getattr(updated.dt, "tz", None) is not None:
+        cutoff = cutoff.tz_localize("UTC")
+    stale = T[T[state].isin(open_codes) & (updated < cutoff).fillna(False).astype(bool)]
+    owners = stale[entity.owner].fillna("(none)").value_counts().sort_index()
+    sample = stale.sort_values([entity.updated_at, ROW_ID]).head(50)
+    return {
+        "days": days,
+        "state_field": state,
+        "total": len(stale),
+        "by_owner": {
+            str(k): int(v) for k, v in sorted(owners.items(), key=lambda kv: (-kv[1], kv[0]))
+        },
+        "oldest": [
+            {"id": i, "owner": o, "state": st, "updated_at": u}
+            for i, o, st, u in zip(
+                sample[ROW_ID],
+                sample[entity.owner].fillna(""),
+                sample[state].fillna(""),
+                render(sample[entity.updated_at], entity.fields[entity.updated_at]).fillna(""),
+                strict=True,
+            )
+        ],
+    }
+
+
 def fields_read(emap: EntityMap, entity: Entity, side: str) -> list[str]:
     """The fields of `side` ('source' or 'target') that the mapping needs: nothing else is read."""
     names = [getattr(f, side) for f in emap.fields if f.role != "ignore"]
@@ -119,6 +175,7 @@ def fields_read(emap: EntityMap, entity: Entity, side: str) -> list[str]:
         names += [t for f in emap.fields for v in f.values.values() for t in v.set]
         if emap.cutover:
             names.append(emap.cutover.field)
+        names += [n for n in (entity.updated_at, entity.owner) if n]
     link = emap.link
     if link.uid:
         names.append(getattr(link.uid, side))

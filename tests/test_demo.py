@@ -44,7 +44,8 @@ def test_the_demo_finds_exactly_the_injected_incident(demo):
     summary = json.loads(result.stdout)
     assert summary["findings"]["by_kind"] == EXPECTED
     assert summary["findings"]["total"] == sum(EXPECTED.values()) == 125
-    assert summary["records"] == {"opportunity": {"source": 5000, "target": 5041}}
+    assert summary["records"] == {"opportunity": {"source": 5000, "target": 5041, "matched": 4995}}
+    assert summary["stale"]["opportunity"]["total"] == 401
 
 
 def test_the_signing_stage_shows_six_deals_that_are_not_really_there(demo):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 V1 = REPO / "data_dictionary" / "history" / "new_crm.v1.yaml"
-V2 = REPO / "data_dictionary" / "new_crm.yaml"
+V2 = REPO / "data_dictionary" / "history" / "new_crm.v2.yaml"
 
 
 def test_the_demo_versions_differ_in_exactly_the_changelogged_ways(run_cli):

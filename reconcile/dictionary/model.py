@@ -206,6 +206,7 @@ class Entity(Strict):
     primary_key: str
     created_at: str | None = None
     updated_at: str | None = None
+    owner: str | None = None  # the field naming who is responsible (stale records, by owner)
     fields: dict[str, Field]
 
 
