@@ -167,6 +167,32 @@ run_options = [
         help="Judge temporary codes as of this date (default: the project's as_of, else today).",
     ),
     click.option("--quiet", "-q", is_flag=True, help="No progress on stderr."),
+    click.option(
+        "--fail-on",
+        default=None,
+        metavar="RULES",
+        help="Exit 1 only when a threshold is crossed, e.g. 'state_mismatch>0,missing_in_target>=10' "
+        "(counters: finding kinds, total, new, reopened, resolved, stale). Default: any finding.",
+    ),
+    click.option(
+        "--notify",
+        multiple=True,
+        metavar="URL",
+        help="Post the summary to a webhook (DingTalk, WeCom or Slack; repeatable).",
+    ),
+    click.option(
+        "--notify-format",
+        type=click.Choice(["slack", "dingtalk", "wecom"]),
+        default=None,
+        help="Message format for --notify (default: from the webhook's host).",
+    ),
+    click.option(
+        "--stale-days",
+        type=click.IntRange(1, 3650),
+        default=7,
+        show_default=True,
+        help="Report open records not updated for this many days, by owner.",
+    ),
 ]
 
 
@@ -176,21 +202,35 @@ def with_run_options(fn):
     return fn
 
 
-def _run(project_dir: Path, fmt: str, lang: str | None, as_of, quiet: bool) -> None:
-    from .outputs import write_run
+def _run(
+    project_dir: Path, fmt, lang, as_of, quiet, fail_on, notify, notify_format, stale_days
+) -> None:
+    from .drift import check_and_record, crossed, parse_fail_on
+    from .notify import notify as post_alerts
     from .project import load_project
-    from .run import run_project
 
+    thresholds = parse_fail_on(fail_on) if fail_on else None
     progress = _progress(quiet)
     proj = load_project(project_dir)
-    result = run_project(proj, as_of=as_of.date() if as_of else None, progress=progress)
-    folder, doc = write_run(result, proj, lang or proj.config.language)
+    _, folder, doc = check_and_record(
+        proj,
+        lang=lang,
+        as_of=as_of.date() if as_of else None,
+        stale_days=stale_days,
+        progress=progress,
+    )
     progress(f"wrote {folder}")
+    hits = crossed(doc, thresholds) if thresholds else []
+    failed = bool(hits) if thresholds is not None else bool(doc["findings"]["total"])
+    for why in post_alerts(list(notify), doc, hits, lang or proj.config.language, notify_format):
+        click.echo(f"warning: {why}", err=True)
     if fmt == "json":
         click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
-    else:
+    elif not quiet or failed:
         click.echo(_summary_table(doc))
-    sys.exit(EXIT_FINDINGS if doc["findings"]["total"] else EXIT_CLEAN)
+        if hits:
+            click.echo("thresholds crossed: " + ", ".join(hits))
+    sys.exit(EXIT_FINDINGS if failed else EXIT_CLEAN)
 
 
 def _summary_table(doc: dict) -> str:
@@ -222,6 +262,17 @@ def _summary_table(doc: dict) -> str:
     lines.append(
         tabulate(rows, headers=["", *entities], colalign=("left", *["right"] * len(entities)))
     )
+    life = doc.get("lifecycle") or {}
+    if life.get("previous_run"):
+        lines.append(
+            f"\nsince run {life['previous_run']}: {life['new']} new, {life['persisting']} persisting, "
+            f"{life['reopened']} reopened, {life['resolved']} resolved"
+        )
+    for entity, st in (doc.get("stale") or {}).items():
+        owners = ", ".join(f"{o} {n}" for o, n in list(st["by_owner"].items())[:5])
+        lines.append(
+            f"\n{entity}: {st['total']} open record(s) not updated for {st['days']} days ({owners}, …)"
+        )
     if doc["findings"].get("accepted"):
         lines.append(
             f"\n{doc['findings']['accepted']} accepted difference(s) not shown (reviewers kept them)"
@@ -238,14 +289,17 @@ def _summary_table(doc: dict) -> str:
 @cli.command()
 @click.argument("project_dir", default=".", type=click.Path(path_type=Path))
 @with_run_options
-def run(project_dir: Path, fmt: str, lang: str | None, as_of, quiet: bool) -> None:
+def run(project_dir: Path, **options) -> None:
     """Compare both CRMs of a project and write findings and the correction worksheet.
 
     Reads reconcile.yaml in PROJECT_DIR, extracts both systems, projects every old record into
     the new system's terms with the mapping, and reports typed findings. Outputs go to
-    OUTPUT/<run id>/. Exit 0 when nothing is found, 1 when there are findings, 2 on error.
+    OUTPUT/<run id>/ and recorded in the run history, where every finding is followed from run
+    to run (new, persisting, reopened, resolved, accepted). Two runs of one project never
+    overlap. Exit 0 when nothing is found (or no --fail-on threshold is crossed), 1 otherwise,
+    2 on error. A failed --notify alert is a warning, never a failed run.
     """
-    _run(project_dir, fmt, lang, as_of, quiet)
+    _run(project_dir, **options)
 
 
 @cli.command()
@@ -265,7 +319,7 @@ def run(project_dir: Path, fmt: str, lang: str | None, as_of, quiet: bool) -> No
     help="Number of legacy opportunities to generate.",
 )
 @with_run_options
-def demo(out: Path, fresh: bool, size: int, fmt: str, lang: str | None, as_of, quiet: bool) -> None:
+def demo(out: Path, fresh: bool, size: int, **options) -> None:
     """Build the demo CRMs (the seed article's migration incident) and run the check on them.
 
     The databases are built in OUT when absent and kept otherwise, so that the review round trip
@@ -274,8 +328,126 @@ def demo(out: Path, fresh: bool, size: int, fmt: str, lang: str | None, as_of, q
     """
     from .demo import prepare
 
-    prepare(out, fresh=fresh, n=size, progress=_progress(quiet))
-    _run(out, fmt, lang, as_of, quiet)
+    prepare(out, fresh=fresh, n=size, progress=_progress(options["quiet"]))
+    _run(out, **options)
+
+
+@cli.command()
+@click.argument("run_id", required=False)
+@click.option("--project", "project_dir", type=click.Path(path_type=Path), default=Path("."))
+@click.option(
+    "--lang", type=click.Choice(["zh", "en"]), default=None, help="Default: the project's language."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["html", "md"]), default="html", show_default=True
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="File to write (default: report.html or report.md in the run's folder).",
+)
+def report(
+    run_id: str | None, project_dir: Path, lang: str | None, fmt: str, output: Path | None
+) -> None:
+    """A report for the data-semantics meeting: one self-contained HTML page, or Markdown.
+
+    The latest run by default. Versions used, summary by entity, kind and field, the state
+    transition matrix (old state × new state, unexpected cells highlighted), unmapped and
+    invalid values, tags lost, new and resolved since the previous run, the trend over recent
+    runs, stale records by owner and sample rows per kind. Opens from a file or an e-mail
+    attachment: no script, no network.
+    """
+    from .atomic import atomic_path
+    from .project import load_project
+    from .report import data as report_data
+    from .report import render
+
+    proj = load_project(project_dir)
+    d = report_data.build(proj, run_id, lang or proj.config.language)
+    text = render.html(d) if fmt == "html" else render.markdown(d)
+    path = output or Path(d["run"]["folder"]) / f"report.{fmt}"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, "utf-8")
+    click.echo(os.path.relpath(path))
+
+
+@cli.command("history")
+@click.argument("project_dir", default=".", type=click.Path(path_type=Path))
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def history_cmd(project_dir: Path, limit: int, fmt: str) -> None:
+    """List the project's recorded runs, newest first, with their lifecycle counts."""
+    from .project import load_project
+
+    proj = load_project(project_dir)
+    rows = []
+    if proj.has_history():
+        history = proj.history()
+        try:
+            rows = history.runs(limit)
+        finally:
+            history.close()
+    if fmt == "json":
+        click.echo(json.dumps([r["summary"] for r in rows], ensure_ascii=False, indent=2))
+        return
+    table = []
+    for r in rows:
+        d = r["summary"]
+        life = d.get("lifecycle") or {}
+        v = d["versions"]
+        table.append(
+            [
+                d["run_id"],
+                d["as_of"],
+                d["findings"]["total"],
+                life.get("new", ""),
+                life.get("persisting", ""),
+                life.get("resolved", ""),
+                d["findings"].get("accepted", 0),
+                f"{v['source']['system']} v{v['source']['version']} → {v['target']['system']} "
+                f"v{v['target']['version']}, mapping v{v['mapping']['version']}",
+            ]
+        )
+    click.echo(
+        tabulate(
+            table,
+            headers=[
+                "run",
+                "as of",
+                "open",
+                "new",
+                "persisting",
+                "resolved",
+                "accepted",
+                "versions",
+            ],
+        )
+        if table
+        else "no runs recorded yet"
+    )
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--project", "project_dir", type=click.Path(path_type=Path), default=Path("."))
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def show(run_id: str, project_dir: Path, fmt: str) -> None:
+    """Show one recorded run: versions, counts by kind and entity, lifecycle, outputs."""
+    from .project import load_project
+    from .report.data import find_run
+
+    proj = load_project(project_dir)
+    doc = find_run(proj, run_id)
+    if fmt == "json":
+        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+    else:
+        click.echo(_summary_table(doc))
 
 
 def _project_of(path: Path, given: Path | None) -> Path:

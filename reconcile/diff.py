@@ -372,7 +372,11 @@ def transitions(
         frame = pd.DataFrame(
             {
                 "old": as_text(S[exp.source].iloc[rs]).fillna("∅").to_numpy(),
-                "expected": as_text(exp.expected.iloc[rs]).fillna("∅").to_numpy(),
+                # "?" where the mapping expects nothing (an unmapped or dropped code)
+                "expected": as_text(exp.expected.iloc[rs])
+                .fillna("∅")
+                .where(exp.compare.iloc[rs].to_numpy(), "?")
+                .to_numpy(),
                 "actual": as_text(T[exp.target].iloc[rt]).fillna("∅").to_numpy(),
             }
         )

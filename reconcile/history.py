@@ -60,8 +60,31 @@ decisions = sa.Table(
 )
 
 
-def history_url(output_dir: Path) -> str:
-    return f"sqlite:///{(Path(output_dir) / 'history.sqlite').as_posix()}"
+runs = sa.Table(
+    "runs",
+    meta,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("started", sa.DateTime, nullable=False, index=True),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("project", sa.Text),
+    sa.Column("since_last", sa.Boolean, nullable=False, default=False),
+    sa.Column("summary", sa.Text, nullable=False),  # summary.json, versions and hashes included
+)
+
+run_findings = sa.Table(
+    "run_findings",
+    meta,
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("fingerprint", sa.String(32), nullable=False, index=True),
+    sa.Column("entity", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("field", sa.String(200)),
+    sa.Column("uid", sa.String(200)),
+    sa.Column("severity", sa.String(16)),
+    sa.Column("lifecycle", sa.String(16), nullable=False),  # new, persisting, reopened, accepted
+)
+
+LIFECYCLE = ("new", "persisting", "reopened", "accepted")
 
 
 class History:
@@ -104,6 +127,130 @@ class History:
                 )
             ).mappings()
             return {r["fingerprint"]: dict(r) for r in rows}
+
+    def latest_run(self) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(runs).order_by(runs.c.started.desc(), runs.c.run_id.desc()).limit(1)
+            ).first()
+        return dict(row._mapping) if row else None
+
+    def lifecycle(self, findings) -> tuple[list[str], dict]:
+        """Each finding's lifecycle against earlier runs, and the counts (resolved included).
+
+        new: never seen before; persisting: in the previous run; reopened: seen in an earlier
+        run, gone in the previous one; accepted: a difference reviewers kept. Resolved: in the
+        previous run, gone now.
+        """
+        previous = self.latest_run()
+        with self.engine.connect() as conn:
+            prev = set()
+            if previous is not None:
+                prev = set(
+                    conn.execute(
+                        sa.select(run_findings.c.fingerprint).where(
+                            run_findings.c.run_id == previous["run_id"]
+                        )
+                    ).scalars()
+                )
+            ever = set(conn.execute(sa.select(run_findings.c.fingerprint).distinct()).scalars())
+        states = []
+        for fp, status in zip(findings["fingerprint"], findings["status"], strict=True):
+            if status == "accepted":
+                states.append("accepted")
+            elif fp in prev:
+                states.append("persisting")
+            elif fp in ever:
+                states.append("reopened")
+            else:
+                states.append("new")
+        counts = {k: states.count(k) for k in LIFECYCLE}
+        counts["resolved"] = len(prev - set(findings["fingerprint"]))
+        counts["previous_run"] = previous["run_id"] if previous else None
+        return states, counts
+
+    def record_run(
+        self, summary: dict, findings, states: list[str], since_last: bool = False
+    ) -> None:
+        rows = [
+            {
+                "run_id": summary["run_id"],
+                "fingerprint": fp,
+                "entity": e,
+                "kind": k,
+                "field": f,
+                "uid": u,
+                "severity": sev,
+                "lifecycle": st,
+            }
+            for fp, e, k, f, u, sev, st in zip(
+                findings["fingerprint"],
+                findings["entity"],
+                findings["kind"],
+                findings["field"].astype(object).where(findings["field"].notna(), None),
+                findings["uid"].astype(object).where(findings["uid"].notna(), None),
+                findings["severity"],
+                states,
+                strict=True,
+            )
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(
+                runs.insert(),
+                [
+                    {
+                        "run_id": summary["run_id"],
+                        "started": dt.datetime.fromisoformat(summary["started"]).replace(
+                            tzinfo=None
+                        ),
+                        "as_of": dt.date.fromisoformat(summary["as_of"]),
+                        "project": summary.get("project"),
+                        "since_last": since_last,
+                        "summary": json.dumps(summary, ensure_ascii=False),
+                    }
+                ],
+            )
+            for start in range(0, len(rows), 50_000):
+                conn.execute(run_findings.insert(), rows[start : start + 50_000])
+
+    def runs(self, limit: int = 20) -> list[dict]:
+        """The newest runs first, with their summaries."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(runs).order_by(runs.c.started.desc(), runs.c.run_id.desc()).limit(limit)
+            ).mappings()
+            return [{**dict(r), "summary": json.loads(r["summary"])} for r in rows]
+
+    def run(self, run_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).mappings().first()
+        return {**dict(row), "summary": json.loads(row["summary"])} if row else None
+
+    def previous(self, run_id: str) -> dict | None:
+        """The run recorded just before `run_id`."""
+        this = self.run(run_id)
+        if this is None:
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(runs.c.run_id)
+                .where(
+                    sa.or_(
+                        runs.c.started < this["started"],
+                        sa.and_(runs.c.started == this["started"], runs.c.run_id < run_id),
+                    )
+                )
+                .order_by(runs.c.started.desc(), runs.c.run_id.desc())
+                .limit(1)
+            ).first()
+        return self.run(row[0]) if row else None
+
+    def findings_of(self, run_id: str) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(run_findings).where(run_findings.c.run_id == run_id)
+            ).mappings()
+            return [dict(r) for r in rows]
 
     def applied_changes(self, apply_id: str) -> list[dict]:
         with self.engine.connect() as conn:

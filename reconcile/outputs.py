@@ -32,6 +32,7 @@ def summary(
         "versions": versions,
         "records": result.records,
         "findings": result.counts(),
+        "lifecycle": result.lifecycle,
         "seconds": result.seconds,
         "timings": result.timings,
         "transitions": result.transitions,

@@ -46,6 +46,7 @@ class ProjectConfig(Strict):
     output: str = "runs"
     language: Literal["zh", "en"] = "en"
     as_of: dt.date | None = None
+    history: str | None = None  # SQLAlchemy URL of the run history; default OUTPUT/history.sqlite
 
     _format = field_validator("format")(classmethod(lambda cls, v: check_format(v)))
 
@@ -74,9 +75,24 @@ class Project:
     mapping: Mapping
     mapping_file: Path
 
+    history_url: str = ""
+
     @property
     def output_dir(self) -> Path:
         return self.root / self.config.output
+
+    def history(self):
+        """The run-history database (created on first use)."""
+        from .history import History
+
+        return History(self.history_url)
+
+    def has_history(self) -> bool:
+        prefix = "sqlite:///"
+        return (
+            not self.history_url.startswith(prefix)
+            or Path(self.history_url[len(prefix) :]).is_file()
+        )
 
     def versions(self) -> dict:
         """What a run was checked against, for traceability: versions and content hashes."""
@@ -179,7 +195,14 @@ def load_project(root: Path | str) -> Project:
                 f"{system.dictionary.system} v{system.dictionary.version}",
                 doc.locate((role, "dictionary")),
             )
-    return Project(root, config, systems["source"], systems["target"], mapping.model, map_file)
+    proj = Project(root, config, systems["source"], systems["target"], mapping.model, map_file)
+    if config.history:
+        proj.history_url = _resolve_sqlite(
+            expand_env(config.history, doc.locate(("history",))), root
+        )
+    else:
+        proj.history_url = f"sqlite:///{(proj.output_dir / 'history.sqlite').as_posix()}"
+    return proj
 
 
 def _resolve_sqlite(url: str, root: Path) -> str:

@@ -36,6 +36,7 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)  # extract / compare, in seconds
     transitions: dict[str, dict] = field(default_factory=dict)  # entity -> state field -> cells
     stale: dict[str, dict] = field(default_factory=dict)  # entity -> open records not updated
+    lifecycle: dict = field(default_factory=dict)  # new, persisting, reopened, accepted, resolved
 
     def counts(self) -> dict:
         """Open findings by kind and entity; accepted differences counted apart."""
@@ -63,8 +64,10 @@ def run_project(
     as_of: dt.date | None = None,
     progress: Progress = lambda _: None,
     stale_days: int = 7,
+    started: dt.datetime | None = None,
 ) -> RunResult:
-    started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    """Compare both systems of `proj`. `started` fixes the run's clock (tests, re-runs)."""
+    started = started or dt.datetime.now(dt.UTC).replace(microsecond=0)
     as_of = as_of or proj.config.as_of or started.date()
     clock = time.perf_counter()
     parts: list[pd.DataFrame] = []
@@ -112,11 +115,9 @@ def run_project(
 
 def accepted_differences(proj: Project, as_of: dt.date) -> set[str]:
     """Fingerprints reviewers accepted (reconcile apply, decision reject), still in force."""
-    from .history import History, history_url
-
-    if not (proj.output_dir / "history.sqlite").is_file():
+    if not proj.has_history():
         return set()
-    history = History(history_url(proj.output_dir))
+    history = proj.history()
     try:
         return set(history.accepted(as_of))
     finally:

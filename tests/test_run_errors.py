@@ -35,9 +35,11 @@ def _clean_error(result, *needles):
 
 
 def test_a_faithful_tiny_project_runs_clean(tiny, run_cli):
-    result = run_cli("run", tiny, "--quiet")
+    result = run_cli("run", tiny)
     assert result.exit_code == 0, result.stderr
     assert "total findings" in result.stdout
+    quiet = run_cli("run", tiny, "--quiet")
+    assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr == ""
 
 
 def test_a_missing_sqlite_file_is_named_and_not_created(tiny, run_cli):

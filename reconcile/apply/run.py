@@ -15,7 +15,6 @@ from ..atomic import atomic_path
 from ..errors import InputError
 from ..extract import read_entity
 from ..extract.sql import connect
-from ..history import History, history_url
 from ..normalize import project
 from ..project import Project
 from ..review import Review, read_review
@@ -201,7 +200,7 @@ def _projections(proj: Project, inserts: list[Change]) -> dict[str, tuple[dict, 
 
 
 def _remember(proj: Project, result: ApplyResult, now: dt.datetime) -> None:
-    history = History(history_url(proj.output_dir))
+    history = proj.history()
     try:
         accepted = [
             {

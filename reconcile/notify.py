@@ -1,0 +1,123 @@
+"""Alerts: the run summary posted to a DingTalk, WeCom or Slack webhook.
+
+A failed alert is reported on stderr and never fails or loses the run: the run folder and the
+history are written before anything is posted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import urlparse
+
+from .extract.sql import redact
+from .findings import KINDS
+
+FORMATS = ("slack", "dingtalk", "wecom")
+
+
+def guess_format(url: str) -> str:
+    host = urlparse(url).hostname or ""
+    if "dingtalk" in host:
+        return "dingtalk"
+    if "weixin" in host or "wecom" in host:
+        return "wecom"
+    return "slack"
+
+
+def message(doc: dict, crossed: list[str], lang: str) -> tuple[str, str]:
+    """(title, Markdown text) of a run summary, in the project's language."""
+    zh = lang == "zh"
+    f, life = doc["findings"], doc.get("lifecycle", {})
+    title = f"reconcile {doc.get('project') or ''}: " + (
+        f"{f['total']} 个问题" if zh else f"{f['total']} finding(s)"
+    )
+    lines = [f"**{title}**", f"run `{doc['run_id']}` · as of {doc['as_of']}"]
+    if life:
+        lines.append(
+            (
+                f"新增 {life.get('new', 0)} · 持续 {life.get('persisting', 0)} · 重现 {life.get('reopened', 0)}"
+                f" · 已解决 {life.get('resolved', 0)}"
+            )
+            if zh
+            else (
+                f"new {life.get('new', 0)} · persisting {life.get('persisting', 0)} · reopened "
+                f"{life.get('reopened', 0)} · resolved {life.get('resolved', 0)}"
+            )
+        )
+    for kind in KINDS:
+        if f["by_kind"].get(kind):
+            lines.append(f"- {kind}: {f['by_kind'][kind]}")
+    if crossed:
+        lines.append(("超过阈值: " if zh else "thresholds crossed: ") + ", ".join(crossed))
+    return title, "\n".join(lines)
+
+
+def payload(fmt: str, title: str, text: str) -> dict:
+    if fmt == "dingtalk":
+        return {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
+    if fmt == "wecom":
+        return {"msgtype": "markdown", "markdown": {"content": text}}
+    return {"text": text.replace("**", "*")}
+
+
+def post(
+    url: str, body: dict, *, timeout: float = 10.0, retries: int = 3, backoff: float = 1.0
+) -> str | None:
+    """POST `body` as JSON; None when delivered, else why not (after the retries)."""
+    data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    reason = "not sent"
+    for attempt in range(retries):
+        if attempt:
+            time.sleep(backoff * 2 ** (attempt - 1))
+        request = urllib.request.Request(
+            url,
+            data=data,
+            method="POST",
+            headers={"Content-Type": "application/json; charset=utf-8"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                answer = response.read(65536)
+            # DingTalk and WeCom answer 200 with an error code in the body.
+            try:
+                code = json.loads(answer or b"{}").get("errcode", 0)
+            except (ValueError, AttributeError):
+                code = 0
+            if code in (0, None):
+                return None
+            reason = f"the webhook answered errcode {code}"
+        except urllib.error.HTTPError as exc:
+            reason = f"HTTP {exc.code}"
+            if exc.code < 500 and exc.code != 429:
+                break  # a client error will not change on retry
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            reason = str(getattr(exc, "reason", exc))
+    return f"alert to {redact_url(url)} failed after {attempt + 1} attempt(s): {reason}"
+
+
+def redact_url(url: str) -> str:
+    """Webhook URLs carry their secret in the query (access_token, key): never print it."""
+    parts = urlparse(url)
+    return (
+        f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}{parts.path}"
+        + ("?***" if parts.query else "")
+    )
+
+
+def notify(
+    urls: list[str], doc: dict, crossed: list[str], lang: str, fmt: str | None = None
+) -> list[str]:
+    """Post to every URL; the failures, as messages."""
+    failures = []
+    title, text = message(doc, crossed, lang)
+    for url in urls:
+        why = post(url, payload(fmt or guess_format(url), title, text))
+        if why:
+            failures.append(why)
+    return failures
+
+
+__all__ = ["FORMATS", "notify", "redact", "redact_url"]

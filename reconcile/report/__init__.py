@@ -1,0 +1,1 @@
+"""Meeting reports: one self-contained HTML page or Markdown, in Chinese or English."""
