@@ -64,6 +64,9 @@ runs = sa.Table(
     "runs",
     meta,
     sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column(
+        "seq", sa.Integer, nullable=False, unique=True
+    ),  # recording order: runs may share a second
     sa.Column("started", sa.DateTime, nullable=False, index=True),
     sa.Column("as_of", sa.Date, nullable=False),
     sa.Column("project", sa.Text),
@@ -130,9 +133,7 @@ class History:
 
     def latest_run(self) -> dict | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(runs).order_by(runs.c.started.desc(), runs.c.run_id.desc()).limit(1)
-            ).first()
+            row = conn.execute(sa.select(runs).order_by(runs.c.seq.desc()).limit(1)).first()
         return dict(row._mapping) if row else None
 
     def lifecycle(self, findings) -> tuple[list[str], dict]:
@@ -195,11 +196,15 @@ class History:
             )
         ]
         with self.engine.begin() as conn:
+            seq = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.max(runs.c.seq), 0) + 1)
+            ).scalar_one()
             conn.execute(
                 runs.insert(),
                 [
                     {
                         "run_id": summary["run_id"],
+                        "seq": seq,
                         "started": dt.datetime.fromisoformat(summary["started"]).replace(
                             tzinfo=None
                         ),
@@ -216,9 +221,7 @@ class History:
     def runs(self, limit: int = 20) -> list[dict]:
         """The newest runs first, with their summaries."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(runs).order_by(runs.c.started.desc(), runs.c.run_id.desc()).limit(limit)
-            ).mappings()
+            rows = conn.execute(sa.select(runs).order_by(runs.c.seq.desc()).limit(limit)).mappings()
             return [{**dict(r), "summary": json.loads(r["summary"])} for r in rows]
 
     def run(self, run_id: str) -> dict | None:
@@ -234,13 +237,8 @@ class History:
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(runs.c.run_id)
-                .where(
-                    sa.or_(
-                        runs.c.started < this["started"],
-                        sa.and_(runs.c.started == this["started"], runs.c.run_id < run_id),
-                    )
-                )
-                .order_by(runs.c.started.desc(), runs.c.run_id.desc())
+                .where(runs.c.seq < this["seq"])
+                .order_by(runs.c.seq.desc())
                 .limit(1)
             ).first()
         return self.run(row[0]) if row else None

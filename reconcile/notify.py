@@ -16,6 +16,8 @@ from .extract.sql import redact
 from .findings import KINDS
 
 FORMATS = ("slack", "dingtalk", "wecom")
+TIMEOUT = 10.0  # seconds per attempt
+BACKOFF = 1.0  # seconds before the second attempt, doubled before each next one
 
 
 def guess_format(url: str) -> str:
@@ -64,9 +66,16 @@ def payload(fmt: str, title: str, text: str) -> dict:
 
 
 def post(
-    url: str, body: dict, *, timeout: float = 10.0, retries: int = 3, backoff: float = 1.0
+    url: str,
+    body: dict,
+    *,
+    timeout: float | None = None,
+    retries: int = 3,
+    backoff: float | None = None,
 ) -> str | None:
     """POST `body` as JSON; None when delivered, else why not (after the retries)."""
+    timeout = TIMEOUT if timeout is None else timeout
+    backoff = BACKOFF if backoff is None else backoff
     data = json.dumps(body, ensure_ascii=False).encode("utf-8")
     reason = "not sent"
     for attempt in range(retries):

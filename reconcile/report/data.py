@@ -163,7 +163,7 @@ def _history(proj: Project, run_id: str) -> dict:
         previous = history.previous(run_id) if this else None
         mine = history.findings_of(run_id) if this else []
         before = history.findings_of(previous["run_id"]) if previous else []
-        recent = [r for r in history.runs(200) if this is None or r["started"] <= this["started"]][
+        recent = [r for r in history.runs(200) if this is None or r["seq"] <= this["seq"]][
             :TREND_RUNS
         ]
     finally:
