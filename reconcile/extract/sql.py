@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
@@ -95,8 +96,7 @@ def _read(conn, entity: Entity, scalars: list[str], tag_fields: list[str], filte
             columns[name] = col
     pushed, late = [], []
     for flt in filters:
-        fdef = entity.fields[flt.field]
-        (late if fdef.lookup is not None or fdef.kind.name == "tags" else pushed).append(flt)
+        (pushed if pushable(entity.fields[flt.field], conn.dialect.name) else late).append(flt)
     stmt = sa.select(*[sa.column(c).label(n) for n, c in columns.items()]).select_from(table)
     for flt in pushed:
         stmt = stmt.where(
@@ -155,10 +155,25 @@ def _translate(conn, lookup: Lookup, ids: pd.Series) -> pd.Series:
     return out.astype("string").mask(unknown, "#" + text)
 
 
+def pushable(fdef: Field, dialect: str) -> bool:
+    """Can a filter on this field run in the database? Dates kept as text (SQLite, or a column
+    with a stated format) do not compare correctly there, so they are filtered after reading."""
+    if fdef.lookup is not None or fdef.kind.name == "tags":
+        return False
+    if fdef.kind.name in ("date", "datetime"):
+        return dialect != "sqlite" and fdef.format is None
+    return True
+
+
 def _condition(col, fdef: Field, flt: Filter):
     def bind(v):
         value = parse_value(fdef, v)
-        return str(value) if fdef.kind.name == "decimal" else value
+        if fdef.kind.name == "decimal":
+            return str(value)
+        if fdef.kind.name == "datetime" and value.tzinfo is not None:
+            # the column holds local times of the field's stated timezone
+            return value.astimezone(ZoneInfo(fdef.timezone)).replace(tzinfo=None)
+        return value
 
     match flt.op:
         case "eq":
