@@ -514,6 +514,8 @@ def apply(
         emit_upsert=emit_upsert,
     )
     problems = result.review.problems
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str))
     else:

@@ -26,6 +26,7 @@ applies = sa.Table(
     sa.Column("finished", sa.DateTime),
     sa.Column("counts", sa.Text),
     sa.Column("undo_patch", sa.Text),
+    sa.Column("undo_sha256", sa.String(64)),
 )
 
 changes = sa.Table(

@@ -108,12 +108,10 @@ def post(
 
 
 def redact_url(url: str) -> str:
-    """Webhook URLs carry their secret in the query (access_token, key): never print it."""
+    """Webhook URLs carry their secret in the path (Slack) or the query (DingTalk, WeCom): only
+    the scheme and host are ever printed."""
     parts = urlparse(url)
-    return (
-        f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}{parts.path}"
-        + ("?***" if parts.query else "")
-    )
+    return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}/***"
 
 
 def notify(

@@ -10,6 +10,7 @@ import pandas as pd
 from . import worksheet
 from .atomic import atomic_dir, atomic_path
 from .extract.sql import redact
+from .findings import COLUMNS
 from .project import Project
 from .run import RunResult
 
@@ -58,7 +59,10 @@ def write_run(
     doc = summary(result, proj, lang, outputs)
     with atomic_dir(final) as tmp:
         f = result.findings
-        f.to_csv(tmp / names["findings_csv"], index=False, encoding="utf-8", lineterminator="\n")
+        # findings.csv is for spreadsheets: neutralised like the worksheet. Tools and `apply`
+        # read the exact values from findings.json or findings.parquet.
+        safe = f.astype(object).map(lambda v: worksheet.neutralise(v) if isinstance(v, str) else v)
+        safe.to_csv(tmp / names["findings_csv"], index=False, encoding="utf-8", lineterminator="\n")
         if names["findings"].endswith(".parquet"):
             f.to_parquet(tmp / names["findings"], index=False)
         else:
@@ -110,6 +114,10 @@ def _about(doc: dict, lang: str) -> list[tuple[str, str]]:
 
 
 def read_findings(run_dir: Path) -> pd.DataFrame:
-    return pd.read_csv(
-        run_dir / "findings.csv", dtype="string", keep_default_na=False, na_values=[""]
-    )
+    """A run's findings with their exact values (from Parquet or JSON, never the neutralised CSV)."""
+    parquet, js = run_dir / "findings.parquet", run_dir / "findings.json"
+    if parquet.is_file():
+        frame = pd.read_parquet(parquet)
+    else:
+        frame = pd.DataFrame(json.loads(js.read_text("utf-8")), columns=list(COLUMNS))
+    return frame.astype("string")

@@ -102,7 +102,7 @@ def read_review(
         )
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     if path.suffix.lower() == ".xlsx":
-        sheets, about = _read_xlsx(path)
+        sheets, about = _read_xlsx(path, _rows_allowed(proj))
         run_id = run_id or about.get("run_id")
     elif path.suffix.lower() == ".csv":
         sheets, about = _read_csv(path), {}
@@ -132,6 +132,18 @@ def read_review(
     return review
 
 
+def _rows_allowed(proj: Project) -> int:
+    """The most findings any run of this project has (bounds what a worksheet may hold)."""
+    most = 0
+    for summary in proj.output_dir.glob("*/summary.json"):
+        try:
+            doc = json.loads(summary.read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        most = max(most, doc["findings"]["total"] + doc["findings"].get("accepted", 0))
+    return min(max(most, 1), ws.MAX_ROWS)
+
+
 def _same_versions(proj: Project, summary: dict) -> None:
     now = proj.versions()
     for part in ("source", "target", "mapping"):
@@ -156,30 +168,42 @@ def _cell_text(value: Any) -> str | None:
     return text if text != "" else None
 
 
-def _read_xlsx(path: Path) -> tuple[dict[str, list[list]], dict[str, str]]:
+def _read_xlsx(path: Path, max_rows: int) -> tuple[dict[str, list[list]], dict[str, str]]:
+    """The cells a worksheet can hold: at most the run's findings plus a header, and the known
+    columns. A crafted file that claims a million rows or columns is never expanded."""
     import openpyxl
 
+    width = len(ws.COLUMNS) + 1
+    sheets: dict[str, list[list]] = {}
+    about: dict[str, str] = {}
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=False, keep_links=False)
+        try:
+            for sheet in book.worksheets:
+                rows = []
+                for row in sheet.iter_rows(max_row=max_rows + 2, max_col=width):
+                    rows.append([(c.value, getattr(c, "data_type", None)) for c in row])
+                if len(rows) > max_rows + 1 and sheet.title != "about":
+                    raise InputError(
+                        f"{path.name}: sheet '{sheet.title}' has more rows than the run has findings",
+                        hint="Use the worksheet as reconcile run wrote it; do not add rows.",
+                    )
+                if sheet.title == "about":
+                    about = {
+                        str(r[0][0]): str(r[1][0])
+                        for r in rows
+                        if len(r) > 1 and r[0][0] is not None
+                    }
+                else:
+                    sheets[sheet.title] = rows
+        finally:
+            book.close()
+    except InputError:
+        raise
     except Exception as exc:  # openpyxl raises many kinds for a damaged or hostile file
         raise InputError(
             f"{path.name} is not a readable XLSX workbook ({type(exc).__name__}: {exc})"
         ) from None
-    sheets: dict[str, list[list]] = {}
-    about: dict[str, str] = {}
-    try:
-        for sheet in book.worksheets:
-            rows = []
-            for row in sheet.iter_rows():
-                rows.append([(c.value, getattr(c, "data_type", None)) for c in row])
-            if sheet.title == "about":
-                about = {
-                    str(r[0][0]): str(r[1][0]) for r in rows if len(r) > 1 and r[0][0] is not None
-                }
-            else:
-                sheets[sheet.title] = rows
-    finally:
-        book.close()
     return sheets, about
 
 
@@ -259,6 +283,15 @@ def _validate(
             )
 
 
+def _formula_like(text: str | None) -> bool:
+    """What a spreadsheet could run: =, +, @, tab, CR or LF first (a minus only before a non-digit)."""
+    if not text:
+        return False
+    return text.startswith(("=", "+", "@", "\t", "\r", "\n")) or (
+        text.startswith("-") and not text[1:2].isdigit()
+    )
+
+
 def _key(header: str | None) -> str | None:
     if header is None:
         return None
@@ -271,7 +304,7 @@ def _row(review, sheet, entity, r, row, want_rows, by_fp, proj, reviewer, seen) 
     for c, key in enumerate(ws.COLUMNS):
         value, kind = row[c] if c < len(row) else (None, None)
         text = _cell_text(value)
-        if kind == "f" or (isinstance(value, str) and value.startswith("=") and kind != "s"):
+        if kind == "f" or (key in ws.EDITABLE and _formula_like(text)):
             review.problems.append(RowProblem(sheet, r, key, "a formula; enter plain values only"))
             return
         if text is not None and len(text) > MAX_CELL_CHARS:
@@ -424,4 +457,12 @@ def to_value(fdef: Field, text: str) -> Any:
         raise ValueError(
             f"{text!r} is neither a code nor a label of this field ({', '.join(fdef.codes)})"
         )
-    return parse_value(fdef, text)
+    if fdef.kind.name == "tags":  # one tag per row: a tags field without declared codes
+        if not text:
+            raise ValueError("give one tag")
+        return text
+    value = parse_value(fdef, text)
+    if fdef.kind.name == "datetime" and value.tzinfo is None:
+        # the worksheet shows datetimes in UTC (…Z), so a time typed without an offset is UTC too
+        value = value.replace(tzinfo=dt.UTC)
+    return value

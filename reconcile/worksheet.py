@@ -155,7 +155,8 @@ def write_xlsx(rows: pd.DataFrame, path: Path, lang: str, about: list[tuple[str,
             }
         )
         locked = book.add_format({"locked": True, "bg_color": "#F3F3F3"})
-        editable = book.add_format({"locked": False, "bg_color": "#FFF9E0"})
+        # text format: Excel must not turn 0086… into a number or a code into a date
+        editable = book.add_format({"locked": False, "bg_color": "#FFF9E0", "num_format": "@"})
         info = book.add_worksheet("about")
         info.set_column(0, 0, 28)
         info.set_column(1, 1, 90)

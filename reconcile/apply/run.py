@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import secrets
 from collections import Counter
@@ -32,6 +33,7 @@ class ApplyResult:
     executed: bool = False
     folder: Path | None = None
     outputs: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(c.status for c in self.changes))
@@ -106,9 +108,16 @@ def apply_worksheet(
         result.executed = execute
     else:
         result.executed = execute  # only decisions to remember, no writes to the CRM
+    if not result.outputs.get("patch_sql"):
+        _patch_files(result)
     if result.executed:
-        _remember(proj, result, now)
-    _patch_files(result)
+        try:
+            _remember(proj, result, now)
+        except Exception as exc:  # the CRM is already changed: a lost audit must not hide that
+            result.warnings.append(
+                f"the changes were applied, but recording them in the run history failed ({exc}); "
+                f"the patch and undo files are in {result.folder}"
+            )
     return result
 
 
@@ -156,6 +165,8 @@ def _write(proj: Project, result: ApplyResult, writes: list[Change], execute: bo
                         "utf-8",
                     )
                 result.outputs["undo"] = str(path)
+                result.outputs["undo_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+            _patch_files(result)  # what is about to be committed, on disk first
     finally:
         engine.dispose()
 
@@ -234,6 +245,7 @@ def _remember(proj: Project, result: ApplyResult, now: dt.datetime) -> None:
                 "finished": dt.datetime.now(dt.UTC).replace(tzinfo=None),
                 "counts": result.counts(),
                 "undo_patch": result.outputs.get("undo"),
+                "undo_sha256": result.outputs.get("undo_sha256"),
             },
             [
                 {
@@ -286,6 +298,22 @@ def _patch_files(result: ApplyResult) -> None:
     result.outputs.update({"patch_sql": str(sql_path), "patch_json": str(json_path)})
 
 
+def _recorded_undo(proj: Project, apply_id: str | None, sha: str) -> bool:
+    import sqlalchemy as sa
+
+    from ..history import applies
+
+    history = proj.history()
+    try:
+        with history.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(applies.c.undo_sha256).where(applies.c.apply_id == (apply_id or ""))
+            ).first()
+    finally:
+        history.close()
+    return row is not None and row[0] == sha
+
+
 def undo_patch(proj: Project, path: Path, execute: bool) -> list[dict]:
     """Run an undo patch written by an executed apply."""
     try:
@@ -297,9 +325,20 @@ def undo_patch(proj: Project, path: Path, execute: bool) -> list[dict]:
         raise InputError(
             f"{path} undoes changes to {doc.get('target')!r}, not to {proj.target.name!r}"
         )
+    sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    if not proj.has_history() or not _recorded_undo(proj, doc.get("apply_id"), sha):
+        raise InputError(
+            f"{path} is not an undo patch this project's history recorded (altered, or from elsewhere)",
+            hint="Only the undo.json that an executed apply wrote, unchanged, can be run.",
+        )
     engine = write_engine(proj.target.url) if execute else connect(proj.target.url)
     try:
         with transaction(engine, write=execute) as conn:
-            return undo(conn, steps, execute)
+            try:
+                return undo(conn, steps, execute)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InputError(
+                    f"{path}: a damaged undo step ({type(exc).__name__}: {exc})"
+                ) from None
     finally:
         engine.dispose()

@@ -80,6 +80,8 @@ def _transaction(engine: sa.Engine, write: bool):
 
 def to_json(value: Any) -> Any:
     """A raw database value as JSON that comes back as the very same value."""
+    if hasattr(value, "item") and not isinstance(value, (pd.Timestamp, Decimal)):
+        value = value.item()
     if isinstance(value, Decimal):
         return {"decimal": str(value)}
     if isinstance(value, dt.datetime):
@@ -116,6 +118,7 @@ class EntityWriter:
         self.pk = sa.column(self._col(entity.primary_key))
         self.sqlite = conn.dialect.name == "sqlite"
         self._lookups: dict[str, tuple[dict, dict]] = {}
+        self._column_types: dict | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
     def _col(self, name: str) -> str:
@@ -126,7 +129,7 @@ class EntityWriter:
 
     def run(self, change: Change, stmt) -> sa.CursorResult | None:
         compiled = stmt.compile(dialect=self.conn.dialect)
-        params = compiled.construct_params()
+        params = compiled.construct_params(escape_names=False)
         ordered = [params[k] for k in compiled.positiontup] if compiled.positional else params
         change.sql.append(
             (
@@ -163,6 +166,8 @@ class EntityWriter:
         """A corrected value as the database stores it (lookup ids, naive local datetimes)."""
         if value is None:
             return None
+        if hasattr(value, "item") and not isinstance(value, pd.Timestamp):
+            value = value.item()  # numpy scalars from a projection: the driver needs Python values
         typed = parse_value(fdef, value) if isinstance(value, str) else value
         kind = fdef.kind.name
         if fdef.lookup is not None:
@@ -173,8 +178,13 @@ class EntityWriter:
         if kind == "datetime":
             if isinstance(typed, pd.Timestamp):
                 typed = typed.to_pydatetime()
-            if typed.tzinfo is not None:
-                typed = typed.astimezone(ZoneInfo(fdef.timezone)).replace(tzinfo=None)
+            if typed.tzinfo is None:
+                typed = typed.replace(tzinfo=dt.UTC)
+            if self._zoned(fdef):
+                return typed.astimezone(
+                    dt.UTC
+                )  # a timestamp-with-time-zone column keeps the instant
+            typed = typed.astimezone(ZoneInfo(fdef.timezone)).replace(tzinfo=None)
             return typed.strftime(fdef.format or "%Y-%m-%d %H:%M:%S") if self.sqlite else typed
         if kind == "date":
             typed = typed.date() if isinstance(typed, dt.datetime) else typed
@@ -184,6 +194,20 @@ class EntityWriter:
         if kind == "boolean" and self.sqlite:
             return int(typed)
         return typed
+
+    def _zoned(self, fdef: Field) -> bool:
+        """Is the column a timestamp *with* time zone? Such a column takes the instant itself."""
+        if self.sqlite:
+            return False
+        if self._column_types is None:
+            schema, _, table = self.entity.source.table.rpartition(".")
+            try:
+                cols = sa.inspect(self.conn).get_columns(table, schema=schema or None)
+            except sa.exc.SQLAlchemyError:
+                cols = []
+            self._column_types = {c["name"]: c["type"] for c in cols}
+        name = next(n for n, f in self.entity.fields.items() if f is fdef)
+        return bool(getattr(self._column_types.get(self._col(name)), "timezone", False))
 
     def read(self, column: str, pk: Any, lock: bool = True) -> tuple[bool, Any]:
         stmt = sa.select(sa.column(column)).select_from(self.table).where(self.pk == pk)
@@ -233,6 +257,8 @@ class EntityWriter:
         storage = fdef.storage
         pk = self._pk(change.target_id)
         tag = change.after
+        if not isinstance(tag, str):
+            raise SourceError(f"a tag must be one code, got {tag!r}")
         add = change.action == "add_tag"
         kind = storage.chosen()
         if kind == "join_table":
@@ -252,8 +278,22 @@ class EntityWriter:
             if bool(present) == add:
                 change.status = "already"
                 return
+            row = {jt.key: pk, jt.value: value}
+            if not add:
+                # keep the whole row (other columns too), so that undo puts back exactly this
+                full = (
+                    self.conn.execute(
+                        sa.select(sa.text("*"))
+                        .select_from(table)
+                        .where(key == pk, val == value)
+                        .limit(1)
+                    )
+                    .mappings()
+                    .first()
+                )
+                row = dict(full) if full is not None else row
             stmt = (
-                sa.insert(table).values({jt.key: pk, jt.value: value})
+                sa.insert(table).values(row)
                 if add
                 else sa.delete(table).where(key == pk, val == value)
             )
@@ -263,7 +303,7 @@ class EntityWriter:
                     {
                         "op": "delete_row" if add else "insert_row",
                         "table": jt.table,
-                        "values": {jt.key: to_json(pk), jt.value: to_json(value)},
+                        "values": {k: to_json(v) for k, v in row.items()},
                     }
                 )
         else:
@@ -345,7 +385,9 @@ class EntityWriter:
                 else:
                     sub.sql.append(("(tag rows inserted once the new id is known)", [name, t]))
                 change.sql += sub.sql
-                change.undo = sub.undo + change.undo  # tag rows go before the record on undo
+                change.undo = (
+                    change.undo + sub.undo
+                )  # undone newest first: tag rows, then the record
         change.status = "applied" if self.execute else "planned"
 
 
@@ -390,7 +432,12 @@ def undo(conn, steps: list[dict], execute: bool) -> list[dict]:
             stmt = sa.update(table).where(pk == ident, cond).values({step["column"]: before})
         else:
             values = {k: from_json(v) for k, v in step["values"].items()}
-            where = [sa.column(k) == v for k, v in values.items()]
+            if not values:
+                raise SourceError("an undo step names no row; the patch is damaged")
+            where = [
+                sa.column(k).is_(None) if v is None else sa.column(k) == v
+                for k, v in values.items()
+            ]
             present = conn.execute(
                 sa.select(sa.func.count()).select_from(table).where(*where)
             ).scalar_one()

@@ -22,12 +22,19 @@ from .types import as_text
 CHUNK_ROWS = 200_000
 
 
+_SECRET_PARAMS = ("password", "passwd", "pwd", "secret", "token", "key", "credential", "auth")
+
+
 def redact(url: str) -> str:
-    """The URL with any password replaced by ***, safe to print and store."""
+    """The URL with its password, and any query parameter that could hold one, as ***."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "<unparseable URL>"
+    hidden = {k: "***" for k in parsed.query if any(s in k.lower() for s in _SECRET_PARAMS)}
+    if hidden:
+        parsed = parsed.update_query_dict(hidden)
+    return parsed.render_as_string(hide_password=True)
 
 
 def connect(url: str) -> sa.Engine:
@@ -103,7 +110,7 @@ def _read(conn, entity: Entity, scalars: list[str], tag_fields: list[str], filte
             _condition(sa.column(_column(entity, flt.field)), entity.fields[flt.field], flt)
         )
     frame = pd.concat(
-        list(pd.read_sql(stmt, conn, chunksize=CHUNK_ROWS))
+        list(pd.read_sql(stmt, conn, chunksize=CHUNK_ROWS, dtype_backend="numpy_nullable"))
         or [pd.DataFrame(columns=list(columns))],
         ignore_index=True,
     )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
 
 from ..dictionary.model import TagStorage
+from ..errors import SourceError
 from .types import as_text
 
 
@@ -24,6 +26,11 @@ def split_delimited(values: pd.Series, separator: str, wrap: str) -> pd.DataFram
 
 def split_json(values: pd.Series) -> pd.DataFrame:
     """'["a", "b"]' per record into rows (row, tag), parsed by Arrow in one pass."""
+    if values.map(lambda v: isinstance(v, list | tuple), na_action="ignore").any():
+        # json/jsonb columns arrive already decoded as lists
+        long = values.dropna().explode().dropna().astype("string").str.strip()
+        long = long[long != ""]
+        return pd.DataFrame({"row": long.index.to_numpy(), "tag": long.to_numpy()})
     text = values.astype("string").dropna()
     text = text[text.str.strip() != ""]
     if text.empty:
@@ -33,12 +40,23 @@ def split_json(values: pd.Series) -> pd.DataFrame:
     lines = '{"t":' + text.str.replace("\n", " ", regex=False) + "}"
     try:
         table = pa_json.read_json(io.BytesIO("\n".join(lines).encode("utf-8")))
-    except pa.ArrowInvalid as exc:
-        raise ValueError(f"a tags value is not a JSON array of strings: {exc}") from None
+    except pa.ArrowInvalid:
+        bad = next(v for v in text if not _json_list(v))
+        raise SourceError(
+            f"a tags value is not a JSON array of strings: {bad[:80]!r}",
+            hint="Fix the value in the system, or declare the field's storage as delimited.",
+        ) from None
     long = table.column("t").to_pandas().set_axis(text.index).explode()
     long = long[long.notna()].astype("string").str.strip()
     long = long[long != ""]
     return pd.DataFrame({"row": long.index.to_numpy(), "tag": long.to_numpy()})
+
+
+def _json_list(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), list)
+    except ValueError:
+        return False
 
 
 def attach(keys: pd.Series, pairs: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ as unparseable instead of guessing.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from ..dictionary.model import Field
@@ -46,6 +47,8 @@ def coerce(values: pd.Series, field: Field) -> tuple[pd.Series, pd.Series]:
     if kind == "integer":
         typed = pd.to_numeric(values, errors="coerce")
         whole = typed.isna() | (typed == typed.round())
+        if pd.api.types.is_float_dtype(typed.dtype):  # beyond int64 is unreadable, not wrapped
+            whole &= typed.isna() | (typed.abs() < 2**63)
         typed = typed.where(whole).astype("Int64")
     elif kind == "decimal":
         typed = pd.to_numeric(values, errors="coerce").astype("Float64")
@@ -62,7 +65,11 @@ def coerce(values: pd.Series, field: Field) -> tuple[pd.Series, pd.Series]:
     elif kind == "datetime":
         typed = _datetimes(values, field.format)
         if typed.dt.tz is None:
-            typed = typed.dt.tz_localize(field.timezone, ambiguous="NaT", nonexistent="NaT")
+            # A wall-clock time that occurs twice (summer time ending) is read as standard time,
+            # on both sides alike; one that never occurs (summer time starting) cannot be read.
+            typed = typed.dt.tz_localize(
+                field.timezone, ambiguous=np.zeros(len(typed), dtype=bool), nonexistent="NaT"
+            )
         typed = typed.dt.tz_convert("UTC")
     else:  # pragma: no cover - the dictionary model admits no other type
         raise ValueError(kind)
@@ -78,7 +85,12 @@ def _datetimes(values: pd.Series, fmt: str | None) -> pd.Series:
             else values.astype("datetime64[us]")
         )
     text = as_text(values)
-    parsed = pd.to_datetime(text, format=fmt or "ISO8601", errors="coerce")
+    try:
+        parsed = pd.to_datetime(text, format=fmt or "ISO8601", errors="coerce")
+    except (
+        ValueError
+    ):  # several UTC offsets in one column (summer and winter time): read as instants
+        parsed = pd.to_datetime(text, format=fmt or "ISO8601", errors="coerce", utc=True)
     if getattr(parsed.dt, "tz", None) is not None:
         return parsed.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
     return parsed.astype("datetime64[us]")
