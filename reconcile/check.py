@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,6 +186,14 @@ def check_mapping(model: Mapping, doc: Document, project: CheckResult) -> Iterat
                 "unknown-system",
                 f"no dictionary for system '{pin.system}' in {DICTIONARY_DIR}/"
                 + did_you_mean(pin.system, known),
+            )
+    for name in model.entities:
+        if len(name) > 24 or name.lower() == "about" or re.search(r"[\[\]:*?/\\]", name):
+            yield Problem(
+                doc.locate(("entities", name), at_key=True),
+                "invalid-value",
+                f"entity map name {name!r} must be at most 24 characters, not 'about', and without "
+                "[ ] : * ? / \\ (it names a worksheet sheet)",
             )
     if len(sides) < 2:
         return

@@ -61,7 +61,15 @@ def diff_entity(
     for side, key, frame in (("source", src_key, S), ("target", tgt_key, T)):
         dup = key.notna() & key.duplicated(keep=False)
         if dup.any():
-            ids = frame.loc[dup, ROW_ID].groupby(key[dup].to_numpy(), sort=True).agg(",".join)
+            ids = (
+                frame.loc[dup, ROW_ID]
+                .groupby(key[dup].to_numpy(), sort=True)
+                .agg(
+                    lambda v: ",".join(
+                        sorted(v)
+                    )  # not in read order: the fingerprint must not move
+                )
+            )
             dup_keys |= set(ids.index)
             out.append(
                 fz.make(

@@ -95,10 +95,20 @@ class History:
     """A handle on the history database."""
 
     def __init__(self, url: str):
-        self.engine = sa.create_engine(url)
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        meta.create_all(self.engine)
+        from .errors import SourceError
+        from .extract.sql import redact
+
+        try:
+            self.engine = sa.create_engine(url)
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            meta.create_all(self.engine)
+        except (sa.exc.SQLAlchemyError, ImportError, OSError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise SourceError(
+                f"the run history at {redact(url)} cannot be opened: {reason}",
+                hint="Check history: in reconcile.yaml (any SQLAlchemy URL), or leave it out.",
+            ) from None
 
     def close(self) -> None:
         self.engine.dispose()

@@ -69,7 +69,7 @@ def _scalar(fmap: FieldMap, src: Extracted, sfield: Field, tgt_entity: Entity, o
         out.flag(
             out.unparseable, fmap.target, fmap.source, src.bad[fmap.source], src.raw[fmap.source]
         )
-    values, bad = apply_steps(values, fmap.transforms)
+    values, bad = apply_steps(values, fmap.transforms, f"{fmap.source} → {fmap.target}")
     steps = " → ".join(s.chosen() for s in fmap.transforms)
     how = f"{fmap.source}" + (f" → {steps}" if steps else "")
     compare = pd.Series(True, index=values.index)

@@ -340,3 +340,103 @@ def test_a_file_that_is_not_a_workbook_is_rejected(project, run_cli):
     sheet.write_bytes(b"PK\x03\x04 not really a zip")
     result = run_cli("apply", sheet)
     assert result.exit_code == 2 and "not a readable XLSX workbook" in result.stderr
+
+
+def test_an_inserted_record_gets_plain_values_and_its_set_fields(tmp_path, run_cli):
+    won = {
+        **CASE,
+        "add": {
+            **CASE["add"],
+            "opps": [
+                {
+                    "id": 4,
+                    "uid": "u4",
+                    "stage": "W",
+                    "amount": 40.0,
+                    "closes": "2025-12-24",
+                    "created": "2025-11-04 10:00:00",
+                    "deleted": 0,
+                    "tags": "Q4",
+                }
+            ],
+        },
+    }
+    root = tmp_path / "p"
+    shutil.copytree(CASES_DIR / "diff_project", root)
+    data = apply_case(won)
+    build(data["source"], root / "old.sqlite")
+    build(data["target"], root / "new.sqlite")
+    sheet = run_once(root)
+    decide(sheet, approve({"missing_in_target"}))
+    assert run_cli("apply", sheet).exit_code == 0  # the dry run shows the INSERT
+    assert run_cli("apply", sheet, "--execute").exit_code == 0
+    with sqlite3.connect(root / "new.sqlite") as conn:
+        row = conn.execute(
+            "SELECT stage, active, typeof(active), amount, closes, created FROM deals "
+            "WHERE legacy_uid = 'u4'"
+        ).fetchone()
+        labels = conn.execute(
+            "SELECT label FROM deal_labels d JOIN deals ON deals.id = d.deal_id "
+            "WHERE legacy_uid = 'u4'"
+        ).fetchall()
+    assert row == ("won", 0, "integer", 40.0, "2025-12-24", "2025-11-04 02:00:00")
+    assert labels == [("q4",)]
+
+
+def test_a_tampered_undo_patch_is_refused(project, run_cli):
+    sheet = run_once(project)
+    decide(sheet, approve({"state_mismatch"}))
+    out = json.loads(run_cli("apply", sheet, "--execute", "--format", "json").stdout)
+    undo = Path(out["outputs"]["undo"])
+    doc = json.loads(undo.read_text("utf-8"))
+    doc["steps"] = [{"op": "delete_row", "table": "deal_labels", "values": {}}]
+    undo.write_text(json.dumps(doc), "utf-8")
+    before = dump(project / "new.sqlite")
+    result = run_cli("undo", undo, "--execute")
+    assert (
+        result.exit_code == 2
+        and "not an undo patch this project's history recorded" in result.stderr
+    )
+    assert dump(project / "new.sqlite") == before
+
+
+def test_a_worksheet_with_more_rows_than_findings_is_refused(project, run_cli):
+    sheet = run_once(project)
+    book = openpyxl.load_workbook(sheet)
+    for r in range(3, 40):
+        book["opp"].cell(r, 1).value = "x"
+    book.save(sheet)
+    result = run_cli("apply", sheet)
+    assert result.exit_code == 2 and "more rows than the run has findings" in result.stderr
+
+
+def test_a_formula_typed_into_a_csv_worksheet_is_refused(project, run_cli):
+    sheet = run_once(project)
+    csv_path = sheet.with_name("worksheet.csv")
+    lines = csv_path.read_text("utf-8-sig").splitlines()
+    head = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[head.index("decision")] = "edit"
+    cells[head.index("corrected_value")] = '=HYPERLINK("http://x")'
+    cells[head.index("reviewer")] = "li.na"
+    csv_path.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n", "utf-8-sig")
+    result = run_cli("apply", csv_path, "--execute")
+    assert result.exit_code == 2 and "a formula" in result.stderr
+
+
+def test_a_single_tag_is_taken_as_one_code_even_without_declared_codes():
+    from reconcile.dictionary.model import Field
+    from reconcile.review import to_value
+
+    field = Field(type="tags", storage={"delimited": {"column": "tags"}})
+    assert to_value(field, " vip ") == "vip"
+
+
+def test_a_corrected_time_without_offset_is_utc_like_the_worksheet_shows():
+    import datetime as dt
+
+    from reconcile.dictionary.model import Field
+    from reconcile.review import to_value
+
+    field = Field(type="datetime", timezone="Asia/Shanghai")
+    assert to_value(field, "2025-11-01T02:00:00") == dt.datetime(2025, 11, 1, 2, tzinfo=dt.UTC)

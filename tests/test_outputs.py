@@ -137,3 +137,35 @@ def test_the_run_folder_holds_everything_and_no_partial_files(run_folder):
     ]
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
     assert (folder.parent / "latest").read_text().strip() == folder.name
+
+
+def test_findings_csv_is_neutralised_but_apply_reads_exact_values(run_folder):
+    from reconcile.outputs import read_findings
+
+    folder, _ = run_folder
+    text = (folder / "findings.csv").read_text("utf-8")
+    assert "'=HYPERLINK(1)" in text and ",=HYPERLINK" not in text
+    assert "=HYPERLINK(1)" in set(read_findings(folder)["old_value"].dropna())
+
+
+def test_editable_cells_are_text_so_excel_keeps_leading_zeros(run_folder):
+    folder, _ = run_folder
+    sheet = openpyxl.load_workbook(folder / "worksheet.xlsx")["opp"]
+    header = [c.value for c in sheet[1]]
+    assert sheet.cell(2, header.index("修正值 (corrected_value)") + 1).number_format == "@"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://crm:pw1@db/crm", "postgresql+psycopg://crm:***@db/crm"),
+        (
+            "postgresql+psycopg://crm@db/crm?password=pw2&sslmode=require",
+            "postgresql+psycopg://crm@db/crm?password=***&sslmode=require",
+        ),
+    ],
+)
+def test_passwords_are_never_shown_in_urls(url, shown):
+    from reconcile.extract.sql import redact
+
+    assert redact(url) == shown

@@ -26,26 +26,38 @@ def propose(mapping_file: Path, version: int, changes: list[Change], run_id: str
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.width = 4096
-    doc = yaml.load(mapping_file.read_text("utf-8"))
+    out = mapping_file.parent / "proposed" / f"{mapping_file.stem}.v{version + 1}.yaml"
+    # A second apply adds to the open proposal instead of replacing earlier answers.
+    base = out if out.is_file() else mapping_file
+    doc = yaml.load(base.read_text("utf-8"))
     lines = []
     for c in wanted:
         pair = next(f for f in doc["entities"][c.entity]["fields"] if f.get("target") == c.field)
-        if "values" not in pair:
-            pair["values"] = CommentedMap()
-        pair["values"][c.before] = c.after
+        if pair.get("role") == "tags":
+            tags = pair.setdefault("tags", CommentedMap())
+            tags.setdefault("rename", CommentedMap())[c.before] = c.after
+        else:
+            pair.setdefault("values", CommentedMap())[c.before] = c.after
         lines.append(
             f"map {pair.get('source')} {c.before!r} to {c.field} {c.after!r} "
             f"(reviewed by {c.reviewer} in run {run_id})"
         )
-    doc["version"] = version + 1
-    entry = CommentedMap(
-        version=version + 1,
-        date=dt.date.today().isoformat(),
-        author=", ".join(sorted({c.reviewer for c in wanted})),
-        changes=lines,
-    )
-    doc.setdefault("changelog", []).insert(0, entry)
-    out = mapping_file.parent / "proposed" / f"{mapping_file.stem}.v{version + 1}.yaml"
+    authors = sorted({c.reviewer for c in wanted})
+    if base is out and doc["changelog"] and doc["changelog"][0].get("version") == version + 1:
+        entry = doc["changelog"][0]
+        entry["changes"].extend(lines)
+        entry["author"] = ", ".join(
+            sorted(set(str(entry.get("author", "")).split(", ")) - {""} | set(authors))
+        )
+    else:
+        doc["version"] = version + 1
+        entry = CommentedMap(
+            version=version + 1,
+            date=dt.date.today().isoformat(),
+            author=", ".join(authors),
+            changes=lines,
+        )
+        doc.setdefault("changelog", []).insert(0, entry)
     buffer = StringIO()
     yaml.dump(doc, buffer)
     with atomic_path(out) as tmp:

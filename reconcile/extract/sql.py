@@ -34,7 +34,7 @@ def redact(url: str) -> str:
     hidden = {k: "***" for k in parsed.query if any(s in k.lower() for s in _SECRET_PARAMS)}
     if hidden:
         parsed = parsed.update_query_dict(hidden)
-    return parsed.render_as_string(hide_password=True)
+    return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
 
 
 def connect(url: str) -> sa.Engine:

@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..errors import ConfigError
 from ..extract.types import as_text
 from .model import Transform
 
 
-def apply_steps(values: pd.Series, steps: list[Transform]) -> tuple[pd.Series, pd.Series]:
+def apply_steps(
+    values: pd.Series, steps: list[Transform], field: str = ""
+) -> tuple[pd.Series, pd.Series]:
     """(transformed values, mask of values a step could not read)."""
     bad = pd.Series(False, index=values.index)
     for step in steps:
         name = step.chosen()
         arg = getattr(step, name)
         before = values.notna()
-        values = _STEPS[name](values, arg)
+        try:
+            values = _STEPS[name](values, arg)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ConfigError(
+                f"transform {name} cannot run on {field or 'this field'}: {exc}"
+            ) from None
         if name in ("scale", "round", "parse_date", "parse_datetime"):
             bad |= before & values.isna()
     return values, bad
