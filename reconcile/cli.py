@@ -187,6 +187,12 @@ run_options = [
         help="Message format for --notify (default: from the webhook's host).",
     ),
     click.option(
+        "--since-last",
+        is_flag=True,
+        help="Compare only records changed since the last recorded run (by the dictionaries' "
+        "updated_at); findings about the others are carried forward.",
+    ),
+    click.option(
         "--stale-days",
         type=click.IntRange(1, 3650),
         default=7,
@@ -203,7 +209,16 @@ def with_run_options(fn):
 
 
 def _run(
-    project_dir: Path, fmt, lang, as_of, quiet, fail_on, notify, notify_format, stale_days
+    project_dir: Path,
+    fmt,
+    lang,
+    as_of,
+    quiet,
+    fail_on,
+    notify,
+    notify_format,
+    since_last,
+    stale_days,
 ) -> None:
     from .drift import check_and_record, crossed, parse_fail_on
     from .notify import notify as post_alerts
@@ -218,6 +233,7 @@ def _run(
         as_of=as_of.date() if as_of else None,
         stale_days=stale_days,
         progress=progress,
+        since_last=since_last,
     )
     progress(f"wrote {folder}")
     hits = crossed(doc, thresholds) if thresholds else []

@@ -5,18 +5,21 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import json
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import findings as fz
 from .errors import ConfigError, ReconcileError
 from .findings import KINDS
-from .outputs import write_run
+from .outputs import read_findings, write_run
 from .problems import did_you_mean
 from .project import Project
-from .run import Progress, RunResult, run_project
+from .run import Progress, RunResult, accepted_differences, run_project
+from .since import carry_forward
 
 _OPS = {
     ">": lambda a, b: a > b,
@@ -77,6 +80,33 @@ def crossed(doc: dict, thresholds: list[Threshold]) -> list[str]:
     ]
 
 
+def _since(proj: Project, history, progress: Progress):
+    """(the previous run's start, the previous run) for a partial run, or (None, None) when the
+    whole of both systems must be compared: no previous run, or definitions changed since."""
+    previous = history.latest_run()
+    if previous is None:
+        progress("--since-last: no previous run recorded; comparing everything")
+        return None, None
+    summary = (
+        json.loads(previous["summary"])
+        if isinstance(previous["summary"], str)
+        else previous["summary"]
+    )
+    now = proj.versions()
+    if any(
+        now[p]["sha256"] != summary["versions"][p]["sha256"]
+        for p in ("source", "target", "mapping")
+    ):
+        progress(
+            "--since-last: dictionaries or mapping changed since the last run; comparing everything"
+        )
+        return None, None
+    folder = Path(summary["outputs"]["summary"]).parent
+    previous = {"run_id": previous["run_id"], "summary": {**summary, "folder": str(folder)}}
+    started = dt.datetime.fromisoformat(summary["started"])
+    return started, previous
+
+
 @contextlib.contextmanager
 def run_lock(proj: Project) -> Iterator[None]:
     """At most one run per project at a time: a second scheduled run fails fast instead of
@@ -107,17 +137,42 @@ def check_and_record(
     stale_days: int = 7,
     progress: Progress = lambda _: None,
     started: dt.datetime | None = None,
+    since_last: bool = False,
 ) -> tuple[RunResult, Path, dict]:
     """One whole run: compare, follow every finding's lifecycle, write the run folder, record it."""
     with run_lock(proj):
-        result = run_project(
-            proj, as_of=as_of, progress=progress, stale_days=stale_days, started=started
-        )
         history = proj.history()
         try:
+            since, previous = _since(proj, history, progress) if since_last else (None, None)
+            result = run_project(
+                proj,
+                as_of=as_of,
+                progress=progress,
+                stale_days=stale_days,
+                started=started,
+                since=since,
+            )
+            if since is not None:
+                carried = carry_forward(
+                    read_findings(Path(previous["summary"]["folder"])), result.changed
+                )
+                result.findings = fz.finish(
+                    [
+                        result.findings.drop(columns="fingerprint"),
+                        carried.drop(columns="fingerprint"),
+                    ]
+                )
+                known = accepted_differences(proj, result.as_of)
+                result.findings.loc[result.findings["fingerprint"].isin(list(known)), "status"] = (
+                    "accepted"
+                )
+                result.since_last = {e: c.summary() for e, c in result.changed.items()} | {
+                    "previous_run": previous["run_id"],
+                    "carried": len(carried),
+                }
             states, result.lifecycle = history.lifecycle(result.findings)
             folder, doc = write_run(result, proj, lang or proj.config.language)
-            history.record_run(doc, result.findings, states)
+            history.record_run(doc, result.findings, states, since_last=since is not None)
         finally:
             history.close()
     return result, folder, doc

@@ -34,6 +34,7 @@ def summary(
         "records": result.records,
         "findings": result.counts(),
         "lifecycle": result.lifecycle,
+        "since_last": result.since_last,
         "seconds": result.seconds,
         "timings": result.timings,
         "transitions": result.transitions,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from . import findings as fz
+from . import since as since_mod
 from .dictionary.model import Entity
 from .diff import diff_entity, render, transitions
 from .errors import SourceError
@@ -37,6 +38,8 @@ class RunResult:
     transitions: dict[str, dict] = field(default_factory=dict)  # entity -> state field -> cells
     stale: dict[str, dict] = field(default_factory=dict)  # entity -> open records not updated
     lifecycle: dict = field(default_factory=dict)  # new, persisting, reopened, accepted, resolved
+    changed: dict = field(default_factory=dict)  # entity -> since.Changed, for a --since-last run
+    since_last: dict = field(default_factory=dict)  # what a partial run re-checked and carried
 
     def counts(self) -> dict:
         """Open findings by kind and entity; accepted differences counted apart."""
@@ -65,6 +68,7 @@ def run_project(
     progress: Progress = lambda _: None,
     stale_days: int = 7,
     started: dt.datetime | None = None,
+    since: dt.datetime | None = None,
 ) -> RunResult:
     """Compare both systems of `proj`. `started` fixes the run's clock (tests, re-runs)."""
     started = started or dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -75,18 +79,42 @@ def run_project(
     timings = {"extract": 0.0, "compare": 0.0}
     moves: dict[str, dict] = {}
     stale: dict[str, dict | None] = {}
+    result_changed: dict = {}
     for name, emap in proj.mapping.entities.items():
         tick = time.perf_counter()
         src_entity = proj.source.dictionary.entities[emap.source]
         tgt_entity = proj.target.dictionary.entities[emap.target]
-        progress(f"{name}: reading {proj.source.name}.{emap.source}")
-        src = read_entity(
-            proj.source, src_entity, fields_read(emap, src_entity, "source"), emap.scope.source
+        s_names, t_names = (
+            fields_read(emap, src_entity, "source"),
+            fields_read(emap, tgt_entity, "target"),
         )
-        progress(f"{name}: reading {proj.target.name}.{emap.target}")
-        tgt = read_entity(
-            proj.target, tgt_entity, fields_read(emap, tgt_entity, "target"), emap.scope.target
-        )
+        if since is not None and since_mod.supported(emap, src_entity, tgt_entity):
+            progress(f"{name}: finding records changed since {since.isoformat()}")
+            ch = since_mod.changed(proj, emap, src_entity, tgt_entity, since)
+            result_changed[name] = ch
+            src = since_mod.read_changed(
+                proj.source,
+                src_entity,
+                s_names,
+                emap.scope.source,
+                emap.link.uid.source,
+                ch.keys,
+                ch.source_ids,
+            )
+            tgt = since_mod.read_changed(
+                proj.target,
+                tgt_entity,
+                t_names,
+                emap.scope.target,
+                emap.link.uid.target,
+                ch.keys,
+                ch.target_ids,
+            )
+        else:
+            progress(f"{name}: reading {proj.source.name}.{emap.source}")
+            src = read_entity(proj.source, src_entity, s_names, emap.scope.source)
+            progress(f"{name}: reading {proj.target.name}.{emap.target}")
+            tgt = read_entity(proj.target, tgt_entity, t_names, emap.scope.target)
         progress(f"{name}: {len(src.frame):,} old and {len(tgt.frame):,} new records; comparing")
         timings["extract"] += time.perf_counter() - tick
         tick = time.perf_counter()
@@ -98,7 +126,8 @@ def run_project(
         parts += found
         records[name] = {"source": len(src.frame), "target": len(tgt.frame), "matched": len(rs)}
         moves[name] = transitions(projection, src.frame, tgt.frame, rs, rt)
-        stale[name] = stale_records(tgt.frame, emap, tgt_entity, as_of, stale_days)
+        if name not in result_changed:  # stale records are by definition not among the changed
+            stale[name] = stale_records(tgt.frame, emap, tgt_entity, as_of, stale_days)
         timings["compare"] += time.perf_counter() - tick
     tick = time.perf_counter()
     findings = fz.finish(parts)
@@ -106,6 +135,7 @@ def run_project(
     findings.loc[findings["fingerprint"].isin(list(known)), "status"] = "accepted"
     result = RunResult(new_run_id(started), started, as_of, findings, records)
     result.transitions = moves
+    result.changed = result_changed
     result.stale = {k: v for k, v in stale.items() if v is not None}
     timings["compare"] += time.perf_counter() - tick
     result.seconds = round(time.perf_counter() - clock, 3)
