@@ -72,12 +72,17 @@ def apply_case(case: dict) -> dict:
     }
 
 
+def make_project(root: Path, case: dict | None = None) -> Path:
+    """The tiny project at `root`, its two SQLite CRMs holding the base tables edited by `case`."""
+    shutil.copytree(CASES_DIR / "diff_project", root)
+    data = apply_case(case or {})
+    build(data["source"], root / "old.sqlite")
+    build(data["target"], root / "new.sqlite")
+    return root
+
+
 def run_case(case: dict, tmp_path: Path):
-    shutil.copytree(CASES_DIR / "diff_project", tmp_path / "p")
-    data = apply_case(case)
-    build(data["source"], tmp_path / "p" / "old.sqlite")
-    build(data["target"], tmp_path / "p" / "new.sqlite")
-    return run_project(load_project(tmp_path / "p"))
+    return run_project(load_project(make_project(tmp_path / "p", case)))
 
 
 @pytest.mark.parametrize("case", SPEC["cases"], ids=[c["name"] for c in SPEC["cases"]])

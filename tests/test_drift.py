@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -11,17 +10,12 @@ import pytest
 
 from reconcile.drift import run_lock
 from reconcile.project import load_project
-from tests.test_diff_cases import CASES_DIR, SPEC, apply_case, build
+from tests.test_diff_cases import make_project
 
 
 @pytest.fixture
 def tiny(tmp_path: Path) -> Path:
-    root = tmp_path / "p"
-    shutil.copytree(CASES_DIR / "diff_project", root)
-    data = apply_case(SPEC["cases"][0])
-    build(data["source"], root / "old.sqlite")
-    build(data["target"], root / "new.sqlite")
-    return root
+    return make_project(tmp_path / "p")
 
 
 def sql(root: Path, *statements: str) -> None:

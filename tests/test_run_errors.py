@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.test_diff_cases import CASES_DIR, SPEC, apply_case, build
+from tests.test_diff_cases import make_project
 
 
 @pytest.fixture
 def tiny(tmp_path: Path) -> Path:
-    root = tmp_path / "p"
-    shutil.copytree(CASES_DIR / "diff_project", root)
-    data = apply_case(SPEC["cases"][0])
-    build(data["source"], root / "old.sqlite")
-    build(data["target"], root / "new.sqlite")
-    return root
+    return make_project(tmp_path / "p")
 
 
 def _config(root: Path, old: str, new: str) -> None:

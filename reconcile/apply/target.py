@@ -216,6 +216,26 @@ class EntityWriter:
         row = self.conn.execute(stmt).first()
         return (row is not None), (row[0] if row is not None else None)
 
+    def _update(self, change: Change, pk: Any, column: str, current: Any, new: Any) -> None:
+        """UPDATE one value, only where it still is `current`; the undo step keeps both raw
+        values as the database holds them."""
+        col = sa.column(column)
+        cond = col.is_(None) if current is None else col == current
+        table = sql_table(self.entity.source.table, column)
+        self.run(change, sa.update(table).where(self.pk == pk, cond).values({column: new}))
+        if self.execute:
+            change.undo.append(
+                {
+                    "op": "update",
+                    "table": self.entity.source.table,
+                    "pk": self._col(self.entity.primary_key),
+                    "id": to_json(pk),
+                    "column": column,
+                    "before": to_json(current),
+                    "after": to_json(self.read(column, pk, lock=False)[1]),
+                }
+            )
+
     # -- changes -------------------------------------------------------------------------------
     def set(self, change: Change) -> None:
         fdef = self.entity.fields[change.field]
@@ -233,23 +253,7 @@ class EntityWriter:
         if now != change.before:
             change.status, change.note = "conflict", f"changed since the run: now {now!r}"
             return
-        col = sa.column(column)
-        cond = col.is_(None) if current is None else col == current
-        table = sql_table(self.entity.source.table, column)
-        self.run(change, sa.update(table).where(self.pk == pk, cond).values({column: want}))
-        if self.execute:
-            written = self.read(column, pk, lock=False)[1]
-            change.undo.append(
-                {
-                    "op": "update",
-                    "table": self.entity.source.table,
-                    "pk": self._col(self.entity.primary_key),
-                    "id": to_json(pk),
-                    "column": column,
-                    "before": to_json(current),
-                    "after": to_json(written),
-                }
-            )
+        self._update(change, pk, column, current, want)
         change.status = "applied" if self.execute else "planned"
 
     def tag(self, change: Change) -> None:
@@ -317,23 +321,7 @@ class EntityWriter:
                 change.status = "already"
                 return
             tags = [*tags, tag] if add else [t for t in tags if t != tag]
-            new = _format_tags(storage, tags)
-            col = sa.column(column)
-            cond = col.is_(None) if current is None else col == current
-            table = sql_table(self.entity.source.table, column)
-            self.run(change, sa.update(table).where(self.pk == pk, cond).values({column: new}))
-            if self.execute:
-                change.undo.append(
-                    {
-                        "op": "update",
-                        "table": self.entity.source.table,
-                        "pk": self._col(self.entity.primary_key),
-                        "id": to_json(pk),
-                        "column": column,
-                        "before": to_json(current),
-                        "after": to_json(new),
-                    }
-                )
+            self._update(change, pk, column, current, _format_tags(storage, tags))
         change.status = "applied" if self.execute else "planned"
 
     def insert(
