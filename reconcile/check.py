@@ -83,6 +83,11 @@ def check_project(project_dir: Path | str) -> CheckResult:
         result.problems += problems
         if model is not None:
             result.problems += list(check_mapping(model, doc, result))
+    config = root / "reconcile.yaml"
+    if config.is_file():
+        from .project import ProjectConfig  # project.py builds on this module
+
+        result.problems += validate(ProjectConfig, load_yaml(config))[1]
     result.problems.sort(key=Problem.sort_key)
     return result
 

@@ -83,3 +83,9 @@ def test_a_project_without_config_says_how_to_start(tmp_path, run_cli):
 def test_unknown_keys_in_the_config_are_errors(tiny, run_cli):
     _config(tiny, "output: runs", "outptu: runs")
     _clean_error(run_cli("run", tiny), "unknown key 'outptu'", "did you mean 'output'")
+
+
+def test_check_also_validates_the_project_config(tiny, run_cli):
+    _config(tiny, "output: runs", "outptu: runs")
+    result = run_cli("check", tiny)
+    assert result.exit_code == 1 and "unknown key 'outptu'" in result.stdout
