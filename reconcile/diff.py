@@ -57,64 +57,68 @@ def diff_entity(
         )
     )
 
-    dup_keys = set()
-    for side, key, frame in (("source", src_key, S), ("target", tgt_key, T)):
-        dup = key.notna() & key.duplicated(keep=False)
+    # Keys as integer codes: matching, duplicates and one-sided records are array lookups.
+    codes, uniques = pd.factorize(
+        pd.concat([src_key, tgt_key], ignore_index=True), use_na_sentinel=True
+    )
+    uniques = np.asarray(uniques, dtype=object)
+    s_code, t_code = codes[: len(S)], codes[len(S) :]
+    s_count = np.bincount(s_code[s_code >= 0], minlength=len(uniques))
+    t_count = np.bincount(t_code[t_code >= 0], minlength=len(uniques))
+    for side, code, count, frame in (
+        ("source", s_code, s_count, S),
+        ("target", t_code, t_count, T),
+    ):
+        dup = (code >= 0) & (count[np.maximum(code, 0)] > 1)
         if dup.any():
             ids = (
                 frame.loc[dup, ROW_ID]
-                .groupby(key[dup].to_numpy(), sort=True)
-                .agg(
-                    lambda v: ",".join(
-                        sorted(v)
-                    )  # not in read order: the fingerprint must not move
-                )
+                .groupby(uniques[code[dup]], sort=True)
+                .agg(lambda v: ",".join(sorted(v)))  # not read order: the fingerprint must not move
             )
-            dup_keys |= set(ids.index)
             out.append(
                 fz.make(
                     name,
                     "duplicate_uid",
                     uid=pd.Series(ids.index),
                     **{f"{side}_id": pd.Series(ids.to_numpy())},
-                    suggestion=f"merge the {len(ids)} duplicate(s) by hand; nothing is deleted automatically"
-                    if False
-                    else "merge the duplicates by hand; nothing is deleted automatically",
+                    suggestion="merge the duplicates by hand; nothing is deleted automatically",
                 )
             )
+    single = (s_count <= 1) & (t_count <= 1)  # a key on both sides at most once
+    s_ok = np.flatnonzero((s_code >= 0) & single[np.maximum(s_code, 0)])
+    t_ok = np.flatnonzero((t_code >= 0) & single[np.maximum(t_code, 0)])
+    target_row = np.full(len(uniques), -1)
+    target_row[t_code[t_ok]] = t_ok
+    in_source = np.zeros(len(uniques), dtype=bool)
+    in_source[s_code[s_ok]] = True
 
-    s_side = pd.DataFrame({"k": src_key, "rs": np.arange(len(S))})[
-        ~s_null & ~src_key.isin(dup_keys)
-    ]
-    t_side = pd.DataFrame({"k": tgt_key, "rt": np.arange(len(T))})[
-        ~t_null & ~tgt_key.isin(dup_keys)
-    ]
-    merged = s_side.merge(t_side, on="k", how="outer", indicator=True, sort=False)
-    lost = merged[merged["_merge"] == "left_only"]
+    found = target_row[s_code[s_ok]]
+    lost = s_ok[found < 0]
     out.append(
         fz.make(
             name,
             "missing_in_target",
-            uid=lost["k"],
-            source_id=S[ROW_ID].iloc[lost["rs"].astype(int)].reset_index(drop=True),
+            uid=pd.Series(uniques[s_code[lost]], dtype="string"),
+            source_id=S[ROW_ID].iloc[lost].reset_index(drop=True),
             suggestion=f"insert the record into {emap.target}",
         )
     )
-    extra = merged[merged["_merge"] == "right_only"]
-    extra = extra[~new_business.iloc[extra["rt"].astype(int)].to_numpy()]
+    extra = t_ok[~in_source[t_code[t_ok]]]
+    extra = extra[~new_business.iloc[extra].to_numpy()]
     out.append(
         fz.make(
             name,
             "unexpected_in_target",
-            uid=extra["k"],
-            target_id=T[ROW_ID].iloc[extra["rt"].astype(int)].reset_index(drop=True),
+            uid=pd.Series(uniques[t_code[extra]], dtype="string"),
+            target_id=T[ROW_ID].iloc[extra].reset_index(drop=True),
             suggestion="check why it exists: the old system has no such record",
         )
     )
 
-    pairs = merged[merged["_merge"] == "both"]
-    rs, rt = pairs["rs"].astype(int).to_numpy(), pairs["rt"].astype(int).to_numpy()
-    keys = pairs["k"].astype("string").reset_index(drop=True)
+    rs, rt = s_ok[found >= 0], found[found >= 0]
+    keys = pd.Series(uniques[s_code[rs]], dtype="string")
+    pairs = pd.DataFrame({"k": keys, "rs": rs, "rt": rt})
     ids = {
         "uid": keys,
         "source_id": S[ROW_ID].iloc[rs].reset_index(drop=True),
@@ -122,13 +126,12 @@ def diff_entity(
     }
 
     target_of = pd.Series(T[ROW_ID].iloc[rt].to_numpy(), index=rs)
-    for target, source, rows, raw in proj.unmapped + proj.unparseable:
-        kind = (
-            "unmapped_value"
-            if any(rows is r for _, _, r, _ in proj.unmapped)
-            else "unparseable_value"
-        )
-        out.append(_source_side(name, kind, S, src_key, target_of, target, source, rows, raw))
+    for kind, flagged in (
+        ("unmapped_value", proj.unmapped),
+        ("unparseable_value", proj.unparseable),
+    ):
+        for target, source, rows, raw in flagged:
+            out.append(_source_side(name, kind, S, src_key, target_of, target, source, rows, raw))
 
     invalid_done = set()
     for exp in proj.expectations:
@@ -336,7 +339,7 @@ def _tags(name, target, expected, actual, pairs, S, T, tgt_key, tfield: Field, a
             )
         actual = actual[actual["tag"].isin(list(valid))]
         expected = expected[expected["tag"].isin(list(valid))]
-    link = pairs[["k", "rs", "rt"]].astype({"rs": int, "rt": int})
+    link = pairs[["k", "rs", "rt"]]
     exp = expected.merge(link, left_on="row", right_on="rs")[["k", "rs", "rt", "tag", "old"]]
     act = actual.merge(link, left_on="row", right_on="rt")[["k", "rs", "rt", "tag"]]
     both = exp.merge(act, on=["k", "rs", "rt", "tag"], how="outer", indicator=True)
