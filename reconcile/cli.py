@@ -224,7 +224,11 @@ def _run(
     from .notify import notify as post_alerts
     from .project import load_project
 
-    thresholds = parse_fail_on(fail_on) if fail_on else None
+    thresholds = parse_fail_on(fail_on) if fail_on is not None else None
+    from .notify import check_url
+
+    for url in notify:
+        check_url(url)
     progress = _progress(quiet)
     proj = load_project(project_dir)
     _, folder, doc = check_and_record(

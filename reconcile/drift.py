@@ -59,6 +59,10 @@ def parse_fail_on(text: str) -> list[Threshold]:
                 hint=f"Counters: {', '.join(COUNTERS)}.",
             )
         out.append(Threshold(m[1], m[2], int(m[3])))
+    if not out:
+        raise ConfigError(
+            "--fail-on names no threshold", hint="Write e.g. --fail-on 'state_mismatch>0'."
+        )
     return out
 
 

@@ -6,12 +6,15 @@ history are written before anything is posted.
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
 from urllib.parse import urlparse
 
+from .errors import ConfigError
 from .extract.sql import redact
 from .findings import KINDS
 
@@ -65,6 +68,53 @@ def payload(fmt: str, title: str, text: str) -> dict:
     return {"text": text.replace("**", "*")}
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A webhook that redirects has not received the POST: urllib would follow with a GET."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise urllib.error.HTTPError(
+            req.full_url, code, f"redirect to elsewhere ({code})", headers, fp
+        )
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def check_url(url: str) -> None:
+    """A webhook URL must be http(s) with a host; checked before the run, shown redacted."""
+    try:
+        parts = urlparse(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"--notify: not an http(s) webhook URL: {redact_url(url)}",
+            hint="Give the whole URL, e.g. https://oapi.dingtalk.com/robot/send?access_token=…",
+        )
+
+
+def _attempt(request, timeout: float) -> bytes:
+    """One POST, bounded as a whole (a server that drips its answer cannot hold the run)."""
+    box: dict = {}
+
+    def go():
+        try:
+            with _OPENER.open(request, timeout=timeout) as response:
+                box["answer"] = response.read(65536)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=go, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise TimeoutError(f"no complete answer within {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["answer"]
+
+
 def post(
     url: str,
     body: dict,
@@ -81,15 +131,14 @@ def post(
     for attempt in range(retries):
         if attempt:
             time.sleep(backoff * 2 ** (attempt - 1))
-        request = urllib.request.Request(
-            url,
-            data=data,
-            method="POST",
-            headers={"Content-Type": "application/json; charset=utf-8"},
-        )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                answer = response.read(65536)
+            request = urllib.request.Request(
+                url,
+                data=data,
+                method="POST",
+                headers={"Content-Type": "application/json; charset=utf-8"},
+            )
+            answer = _attempt(request, timeout)
             # DingTalk and WeCom answer 200 with an error code in the body.
             try:
                 code = json.loads(answer or b"{}").get("errcode", 0)
@@ -101,9 +150,16 @@ def post(
         except urllib.error.HTTPError as exc:
             reason = f"HTTP {exc.code}"
             if exc.code < 500 and exc.code != 429:
-                break  # a client error will not change on retry
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            reason = str(getattr(exc, "reason", exc))
+                break  # a client error (or a redirect) will not change on retry
+        except (
+            urllib.error.URLError,
+            TimeoutError,
+            OSError,
+            ValueError,
+            http.client.HTTPException,
+        ) as exc:
+            reason = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+            reason = reason.replace(url, redact_url(url))
     return f"alert to {redact_url(url)} failed after {attempt + 1} attempt(s): {reason}"
 
 

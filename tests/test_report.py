@@ -60,7 +60,7 @@ def test_the_report_shows_the_transition_matrix_lifecycle_and_tags(project, run_
     text = out.read_text("utf-8")
     assert "| A A         | ✓0    | **✗**1 |" in text  # u1: A should become a, is b
     assert "new 1 · persisting 3 · reopened 0 · resolved 1" in text
-    assert "| opp      | labels  | q4    | q4      |       1 |" in text
+    assert "| opp      | labels  | q4    | q4      | 1       |" in text
 
 
 def test_the_html_report_is_self_contained(project, run_cli):

@@ -27,7 +27,9 @@ def find_run(proj: Project, run_id: str | None) -> dict:
     folder = out / str(run_id)
     summary = folder / "summary.json"
     if not summary.is_file():
-        known = sorted(p.name for p in out.glob("*/summary.json"))[-5:] if out.is_dir() else []
+        known = (
+            sorted(p.parent.name for p in out.glob("*/summary.json"))[-5:] if out.is_dir() else []
+        )
         raise InputError(
             f"run {run_id!r} is not in {out}",
             hint=("Recent runs: " + ", ".join(p for p in known) + ".")
@@ -58,7 +60,9 @@ def _counts(frame: pd.DataFrame, by: list[str]) -> list[dict]:
 def build(proj: Project, run_id: str | None, lang: str) -> dict:
     doc = find_run(proj, run_id)
     findings = read_findings(Path(doc["folder"]))
-    open_ = findings[findings["status"] != "accepted"] if "status" in findings else findings
+    # runs from before findings had a status: every finding was open
+    status = findings["status"].fillna("open") if "status" in findings else "open"
+    open_ = findings[status != "accepted"]
     data = {"run": doc, "lang": lang, "kinds": list(KINDS)}
     data["by_field"] = _counts(open_, ["entity", "field", "kind"])
     data["matrices"] = _matrices(proj, doc, lang)
@@ -75,11 +79,7 @@ def build(proj: Project, run_id: str | None, lang: str) -> dict:
         row["label"] = labels.get(row["expected_value"], "")
     data["tags_lost"] = lost
     data["samples"] = {
-        kind: part.sort_values("fingerprint")
-        .head(SAMPLES)
-        .astype(object)
-        .where(part.notna(), None)
-        .to_dict("records")
+        kind: _mask(proj, part.sort_values("fingerprint").head(SAMPLES))
         for kind, part in open_.groupby("kind")
     }
     data.update(_history(proj, doc["run_id"]))

@@ -196,14 +196,20 @@ def html(data: dict) -> str:
     )
 
 
+def _md_cell(value) -> str:
+    """A value safe in a Markdown table cell: one line, no pipe, no raw HTML."""
+    text = " ".join(("" if value is None else str(value)).splitlines())
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
 def _md_table(rows: list[list], headers: list[str], empty: str) -> str:
     if not rows:
         return empty
-    clean = [
-        [("" if v is None else str(v)).replace("|", "\\|").replace("\n", " ") for v in r]
-        for r in rows
-    ]
-    return tabulate(clean, headers=headers, tablefmt="github")
+    clean = [[_md_cell(v) for v in r] for r in rows]
+    # values are shown as the systems hold them: 007 stays 007, 3584818.06 stays that
+    return tabulate(
+        clean, headers=[_md_cell(h) for h in headers], tablefmt="github", disable_numparse=True
+    )
 
 
 def markdown(data: dict) -> str:
