@@ -15,7 +15,7 @@ from pathlib import Path
 from . import findings as fz
 from .errors import ConfigError, ReconcileError
 from .findings import KINDS
-from .outputs import read_findings, write_run
+from .outputs import publish, read_findings, write_run
 from .problems import did_you_mean
 from .project import Project
 from .run import Progress, RunResult, accepted_differences, run_project
@@ -84,13 +84,14 @@ def crossed(doc: dict, thresholds: list[Threshold]) -> list[str]:
     ]
 
 
-def _since(proj: Project, history, progress: Progress):
-    """(the previous run's start, the previous run) for a partial run, or (None, None) when the
-    whole of both systems must be compared: no previous run, or definitions changed since."""
+def _since(proj: Project, history, as_of: dt.date, progress: Progress):
+    """(the previous run's start, its summary, its findings) for a partial run, or Nones when the
+    whole of both systems must be compared: no previous run, definitions or as-of date changed
+    since (expiry of temporary codes), or the previous run's findings are gone."""
     previous = history.latest_run()
     if previous is None:
         progress("--since-last: no previous run recorded; comparing everything")
-        return None, None
+        return None, None, None
     summary = (
         json.loads(previous["summary"])
         if isinstance(previous["summary"], str)
@@ -104,11 +105,19 @@ def _since(proj: Project, history, progress: Progress):
         progress(
             "--since-last: dictionaries or mapping changed since the last run; comparing everything"
         )
-        return None, None
-    folder = Path(summary["outputs"]["summary"]).parent
-    previous = {"run_id": previous["run_id"], "summary": {**summary, "folder": str(folder)}}
-    started = dt.datetime.fromisoformat(summary["started"])
-    return started, previous
+        return None, None, None
+    if summary["as_of"] != as_of.isoformat():
+        progress("--since-last: judged as of another date than the last run; comparing everything")
+        return None, None, None
+    folder = proj.output_dir / previous["run_id"]
+    try:
+        findings = read_findings(folder)
+    except (OSError, ValueError):
+        progress(
+            f"--since-last: the findings of run {previous['run_id']} are gone; comparing everything"
+        )
+        return None, None, None
+    return dt.datetime.fromisoformat(summary["started"]), summary, findings
 
 
 @contextlib.contextmanager
@@ -147,7 +156,10 @@ def check_and_record(
     with run_lock(proj):
         history = proj.history()
         try:
-            since, previous = _since(proj, history, progress) if since_last else (None, None)
+            day = as_of or proj.config.as_of or dt.date.today()
+            since, previous, before = (
+                _since(proj, history, day, progress) if since_last else (None,) * 3
+            )
             result = run_project(
                 proj,
                 as_of=as_of,
@@ -157,15 +169,14 @@ def check_and_record(
                 since=since,
             )
             if since is not None:
-                carried = carry_forward(
-                    read_findings(Path(previous["summary"]["folder"])), result.changed
-                )
+                carried = carry_forward(before, result.changed)
                 result.findings = fz.finish(
                     [
                         result.findings.drop(columns="fingerprint"),
                         carried.drop(columns="fingerprint"),
                     ]
                 )
+                result.findings["status"] = "open"  # acceptances are judged anew, expiry included
                 known = accepted_differences(proj, result.as_of)
                 result.findings.loc[result.findings["fingerprint"].isin(list(known)), "status"] = (
                     "accepted"
@@ -175,8 +186,11 @@ def check_and_record(
                     "carried": len(carried),
                 }
             states, result.lifecycle = history.lifecycle(result.findings)
-            folder, doc = write_run(result, proj, lang or proj.config.language)
+            folder, doc = write_run(
+                result, proj, lang or proj.config.language, publish_latest=False
+            )
             history.record_run(doc, result.findings, states, since_last=since is not None)
+            publish(proj.output_dir, result.run_id)  # "latest" only once the history has the run
         finally:
             history.close()
     return result, folder, doc

@@ -37,6 +37,7 @@ changes = sa.Table(
     sa.Column("fingerprint", sa.String(32), nullable=False),
     sa.Column("entity", sa.String(200), nullable=False),
     sa.Column("target_id", sa.String(200)),
+    sa.Column("uid", sa.String(200)),
     sa.Column("field", sa.String(200)),
     sa.Column("action", sa.String(32), nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
@@ -71,6 +72,9 @@ runs = sa.Table(
     sa.Column("started", sa.DateTime, nullable=False, index=True),
     sa.Column("as_of", sa.Date, nullable=False),
     sa.Column("project", sa.Text),
+    sa.Column(
+        "project_key", sa.Text, nullable=False, index=True
+    ),  # several projects may share a database
     sa.Column("since_last", sa.Boolean, nullable=False, default=False),
     sa.Column("summary", sa.Text, nullable=False),  # summary.json, versions and hashes included
 )
@@ -94,7 +98,8 @@ LIFECYCLE = ("new", "persisting", "reopened", "accepted")
 class History:
     """A handle on the history database."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, project_key: str = ""):
+        self.project_key = project_key
         from .errors import SourceError
         from .extract.sql import redact
 
@@ -142,9 +147,14 @@ class History:
             ).mappings()
             return {r["fingerprint"]: dict(r) for r in rows}
 
+    def _mine(self, stmt):
+        return stmt.where(runs.c.project_key == self.project_key)
+
     def latest_run(self) -> dict | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(runs).order_by(runs.c.seq.desc()).limit(1)).first()
+            row = conn.execute(
+                self._mine(sa.select(runs)).order_by(runs.c.seq.desc()).limit(1)
+            ).first()
         return dict(row._mapping) if row else None
 
     def lifecycle(self, findings) -> tuple[list[str], dict]:
@@ -165,7 +175,14 @@ class History:
                         )
                     ).scalars()
                 )
-            ever = set(conn.execute(sa.select(run_findings.c.fingerprint).distinct()).scalars())
+            ever = set(
+                conn.execute(
+                    sa.select(run_findings.c.fingerprint)
+                    .join(runs, runs.c.run_id == run_findings.c.run_id)
+                    .where(runs.c.project_key == self.project_key)
+                    .distinct()
+                ).scalars()
+            )
         states = []
         for fp, status in zip(findings["fingerprint"], findings["status"], strict=True):
             if status == "accepted":
@@ -182,6 +199,22 @@ class History:
         return states, counts
 
     def record_run(
+        self, summary: dict, findings, states: list[str], since_last: bool = False
+    ) -> None:
+        """Record a run and its findings; a database that refuses is a SourceError."""
+        from .errors import SourceError
+        from .extract.sql import redact
+
+        try:
+            self._record_run(summary, findings, states, since_last)
+        except sa.exc.SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise SourceError(
+                f"the run history at {redact(str(self.engine.url))} refused run {summary['run_id']}: {reason}",
+                hint="The run folder was written; fix the history database and run again.",
+            ) from None
+
+    def _record_run(
         self, summary: dict, findings, states: list[str], since_last: bool = False
     ) -> None:
         rows = [
@@ -221,6 +254,7 @@ class History:
                         ),
                         "as_of": dt.date.fromisoformat(summary["as_of"]),
                         "project": summary.get("project"),
+                        "project_key": self.project_key,
                         "since_last": since_last,
                         "summary": json.dumps(summary, ensure_ascii=False),
                     }
@@ -232,12 +266,18 @@ class History:
     def runs(self, limit: int = 20) -> list[dict]:
         """The newest runs first, with their summaries."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(runs).order_by(runs.c.seq.desc()).limit(limit)).mappings()
+            rows = conn.execute(
+                self._mine(sa.select(runs)).order_by(runs.c.seq.desc()).limit(limit)
+            ).mappings()
             return [{**dict(r), "summary": json.loads(r["summary"])} for r in rows]
 
     def run(self, run_id: str) -> dict | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).mappings().first()
+            row = (
+                conn.execute(self._mine(sa.select(runs)).where(runs.c.run_id == run_id))
+                .mappings()
+                .first()
+            )
         return {**dict(row), "summary": json.loads(row["summary"])} if row else None
 
     def previous(self, run_id: str) -> dict | None:
@@ -248,7 +288,7 @@ class History:
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(runs.c.run_id)
-                .where(runs.c.seq < this["seq"])
+                .where(runs.c.seq < this["seq"], runs.c.project_key == self.project_key)
                 .order_by(runs.c.seq.desc())
                 .limit(1)
             ).first()

@@ -44,7 +44,11 @@ def summary(
 
 
 def write_run(
-    result: RunResult, proj: Project, lang: str, out_root: Path | None = None
+    result: RunResult,
+    proj: Project,
+    lang: str,
+    out_root: Path | None = None,
+    publish_latest: bool = True,
 ) -> tuple[Path, dict]:
     """Write every output of `result` into OUT/<run_id>/ atomically; (folder, summary)."""
     out_root = Path(out_root or proj.output_dir)
@@ -76,10 +80,15 @@ def write_run(
         worksheet.write_xlsx(rows, tmp / names["worksheet_xlsx"], lang, about)
         worksheet.write_csv(rows, tmp / names["worksheet_csv"])
         (tmp / names["summary"]).write_text(json.dumps(doc, ensure_ascii=False, indent=2), "utf-8")
-    latest = out_root / "latest"
-    with atomic_path(latest) as tmp:
-        tmp.write_text(result.run_id + "\n", "utf-8")
+    if publish_latest:
+        publish(out_root, result.run_id)
     return final, doc
+
+
+def publish(out_root: Path, run_id: str) -> None:
+    """Point OUT/latest at a finished run."""
+    with atomic_path(Path(out_root) / "latest") as tmp:
+        tmp.write_text(run_id + "\n", "utf-8")
 
 
 def _about(doc: dict, lang: str) -> list[tuple[str, str]]:

@@ -85,7 +85,7 @@ class Project:
         """The run-history database (created on first use)."""
         from .history import History
 
-        return History(self.history_url)
+        return History(self.history_url, project_key=str(self.root))
 
     def has_history(self) -> bool:
         prefix = "sqlite:///"

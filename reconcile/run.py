@@ -126,8 +126,18 @@ def run_project(
         parts += found
         records[name] = {"source": len(src.frame), "target": len(tgt.frame), "matched": len(rs)}
         moves[name] = transitions(projection, src.frame, tgt.frame, rs, rt)
-        if name not in result_changed:  # stale records are by definition not among the changed
-            stale[name] = stale_records(tgt.frame, emap, tgt_entity, as_of, stale_days)
+        if name in result_changed:  # a partial run reads the few columns stale records need
+            needed = [f.target for f in emap.fields if f.role == "state"]
+            needed += [n for n in (tgt_entity.updated_at, tgt_entity.owner) if n]
+            frame = read_entity(
+                proj.target,
+                tgt_entity,
+                list(dict.fromkeys([tgt_entity.primary_key, *needed])),
+                emap.scope.target,
+            ).frame
+        else:
+            frame = tgt.frame
+        stale[name] = stale_records(frame, emap, tgt_entity, as_of, stale_days)
         timings["compare"] += time.perf_counter() - tick
     tick = time.perf_counter()
     findings = fz.finish(parts)

@@ -48,14 +48,46 @@ def changed(proj, emap: EntityMap, src_entity, tgt_entity, since: dt.datetime) -
         ("source", proj.source, src_entity, emap.link.uid.source),
         ("target", proj.target, tgt_entity, emap.link.uid.target),
     ):
+        # Without the scope: a record archived or soft-deleted since must be looked at again.
         recent = Filter(field=entity.updated_at, op="ge", value=since.isoformat())
         names = list(dict.fromkeys([entity.primary_key, link_field, entity.updated_at]))
-        got = read_entity(system, entity, names, [*getattr(emap.scope, side), recent])
+        got = read_entity(system, entity, names, [recent])
         keys = key_text(got.frame[link_field])
         out.keys |= set(keys.dropna())
         ids = set(got.frame[ROW_ID].dropna())
         (out.source_ids if side == "source" else out.target_ids).update(ids)
+    # `reconcile apply` changes the new CRM without touching updated_at: its records count too.
+    for uid, target_id in _applied_since(proj, emap, since):
+        if uid:
+            out.keys.add(uid)
+        if target_id:
+            out.target_ids.add(target_id)
     return out
+
+
+def _applied_since(
+    proj, emap: EntityMap, since: dt.datetime
+) -> list[tuple[str | None, str | None]]:
+    import sqlalchemy as sa
+
+    from .history import changes
+
+    if not proj.has_history():
+        return []
+    name = next(n for n, m in proj.mapping.entities.items() if m is emap)
+    history = proj.history()
+    try:
+        with history.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(changes.c.uid, changes.c.target_id).where(
+                    changes.c.entity == name,
+                    changes.c.status == "applied",
+                    changes.c.at >= since.astimezone(dt.UTC).replace(tzinfo=None),
+                )
+            ).all()
+    finally:
+        history.close()
+    return [(u, t) for u, t in rows]
 
 
 def read_changed(
@@ -116,15 +148,29 @@ def _dedupe(ext: Extracted) -> Extracted:
 
 
 def carry_forward(previous: pd.DataFrame, rechecked: dict[str, Changed]) -> pd.DataFrame:
-    """The previous run's findings about records this run did not look at."""
+    """The previous run's findings about records this run did not look at.
+
+    Only entities compared partially carry anything: an entity read in full has all its
+    findings anew."""
     if previous.empty:
         return previous
-    looked = pd.Series(False, index=previous.index)
+    keep = pd.Series(False, index=previous.index)
     for entity, ch in rechecked.items():
         mine = previous["entity"] == entity
-        looked |= mine & (
+        looked = (
             previous["uid"].isin(list(ch.keys))
-            | previous["source_id"].isin(list(ch.source_ids))
-            | previous["target_id"].isin(list(ch.target_ids))
+            | _any_id(previous["source_id"], ch.source_ids)
+            | _any_id(previous["target_id"], ch.target_ids)
         )
-    return previous[~looked]
+        keep |= mine & ~looked
+    return previous[keep]
+
+
+def _any_id(ids: pd.Series, wanted: set[str]) -> pd.Series:
+    """Does a finding name one of `wanted`? Duplicate findings list several ids, comma-joined."""
+    text = ids.fillna("")
+    hit = text.isin(list(wanted))
+    joined = text.str.contains(",", regex=False)
+    if joined.any():
+        hit[joined] = text[joined].map(lambda v: any(i in wanted for i in v.split(",")))
+    return hit

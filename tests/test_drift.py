@@ -110,3 +110,8 @@ def test_a_second_run_never_overlaps_the_first(tiny, run_cli):
         result = run_cli("run", tiny)
     assert result.exit_code == 2 and "another reconcile run is in progress" in result.stderr
     assert run_cli("run", tiny).exit_code == 0
+
+
+def test_an_empty_threshold_list_is_an_error_not_a_silent_pass(tiny, run_cli):
+    result = run_cli("run", tiny, "--fail-on", " , ")
+    assert result.exit_code == 2 and "names no threshold" in result.stderr

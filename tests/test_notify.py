@@ -122,3 +122,19 @@ def test_a_dingtalk_error_code_counts_as_a_failure(server):
     handler.body = b'{"errcode": 310000, "errmsg": "keywords not in content"}'
     why = notify.post(f"{url}/robot/send?access_token=t", {"msgtype": "text"}, retries=1)
     assert why is not None and "errcode 310000" in why and "access_token=t" not in why
+
+
+def test_a_redirecting_webhook_is_a_failure_not_a_delivery(server):
+    handler, url = server
+    handler.status = 302
+    why = notify.post(f"{url}/hook", {"text": "x"}, retries=1)
+    assert why is not None and "HTTP 302" in why
+
+
+def test_a_webhook_url_without_scheme_is_refused_before_the_run(tmp_path, run_cli):
+    from tests.test_diff_cases import make_project
+
+    root = make_project(tmp_path / "p")
+    result = run_cli("run", root, "--notify", "oapi.dingtalk.com/robot/send?access_token=SECRET123")
+    assert result.exit_code == 2 and "not an http(s) webhook URL" in result.stderr
+    assert "SECRET123" not in result.stderr and not (root / "runs").exists()

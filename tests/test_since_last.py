@@ -79,3 +79,54 @@ def test_a_changed_old_record_is_compared_with_its_unchanged_counterpart(project
 def test_without_a_previous_run_everything_is_compared(project, run_cli):
     doc = run(run_cli, project, "--since-last")
     assert doc["since_last"] == {} and doc["records"]["opp"]["source"] == 3
+
+
+def test_an_entity_without_updated_at_is_compared_whole_and_nothing_piles_up(tmp_path, run_cli):
+    from tests.test_diff_cases import make_project
+
+    root = make_project(tmp_path / "plain", {"set": {"deals": {103: {"amount": 31}}}})
+    counts = [run(run_cli, root, "--since-last")["findings"]["total"] for _ in range(3)]
+    assert counts == [1, 1, 1]
+    with sqlite3.connect(root / "new.sqlite") as conn:
+        conn.execute("UPDATE deals SET amount = 30 WHERE id = 103")
+    fixed = run(run_cli, root, "--since-last")
+    assert fixed["findings"]["total"] == 0 and fixed["lifecycle"]["resolved"] == 1
+
+
+def test_a_record_archived_since_the_last_run_is_looked_at_again(project, run_cli):
+    with sqlite3.connect(project / "new.sqlite") as conn:
+        conn.execute("DELETE FROM deals WHERE id = 102")
+    assert run(run_cli, project)["findings"]["by_kind"] == {
+        "missing_in_target": 1,
+        "value_mismatch": 1,
+    }
+    with sqlite3.connect(project / "old.sqlite") as conn:  # u2 is soft-deleted in the old CRM
+        conn.execute(f"UPDATE opps SET deleted = 1, updated = '{LATER}' WHERE id = 2")
+    doc = run(run_cli, project, "--since-last")
+    assert doc["findings"]["by_kind"] == {"value_mismatch": 1} and doc["lifecycle"]["resolved"] == 1
+
+
+def test_corrections_applied_since_the_last_run_are_looked_at_again(project, run_cli):
+    from tests.reviewing import approve, decide
+
+    first = run(run_cli, project)
+    sheet = Path(first["outputs"]["worksheet_xlsx"])
+    decide(sheet, approve({"value_mismatch"}))
+    assert run_cli("apply", sheet, "--execute").exit_code == 0
+    doc = run(run_cli, project, "--since-last")
+    assert doc["findings"]["total"] == 0 and doc["lifecycle"]["resolved"] == 1
+
+
+def test_projects_sharing_a_history_database_keep_their_own_lifecycles(tmp_path, run_cli):
+    from tests.test_diff_cases import make_project
+
+    shared = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    roots = [
+        make_project(tmp_path / n, {"set": {"deals": {103: {"amount": 31}}}}) for n in ("a", "b")
+    ]
+    for root in roots:
+        config = root / "reconcile.yaml"
+        config.write_text(config.read_text("utf-8") + f"history: '{shared}'\n", "utf-8")
+    first, second = (run(run_cli, r) for r in roots)
+    assert first["lifecycle"]["new"] == second["lifecycle"]["new"] == 1
+    assert second["lifecycle"]["previous_run"] is None

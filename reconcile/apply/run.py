@@ -254,6 +254,7 @@ def _remember(proj: Project, result: ApplyResult, now: dt.datetime) -> None:
                     "fingerprint": c.fingerprint,
                     "entity": c.entity,
                     "target_id": c.target_id,
+                    "uid": c.uid,
                     "field": c.field,
                     "action": c.action,
                     "status": c.status,
