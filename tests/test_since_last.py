@@ -130,3 +130,13 @@ def test_projects_sharing_a_history_database_keep_their_own_lifecycles(tmp_path,
     first, second = (run(run_cli, r) for r in roots)
     assert first["lifecycle"]["new"] == second["lifecycle"]["new"] == 1
     assert second["lifecycle"]["previous_run"] is None
+
+
+def test_the_report_of_a_partial_run_says_so(project, run_cli):
+    run(run_cli, project)
+    with sqlite3.connect(project / "new.sqlite") as conn:
+        conn.execute(f"UPDATE deals SET stage = 'b', updated = '{LATER}' WHERE id = 101")
+    run(run_cli, project, "--since-last")
+    out = project / "r.md"
+    assert run_cli("report", "--project", project, "--format", "md", "-o", out).exit_code == 0
+    assert "Partial run (--since-last): only records changed since" in out.read_text("utf-8")

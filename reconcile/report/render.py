@@ -75,6 +75,9 @@ TEXT = {
         "suggestion": "Suggestion",
         "none": "None.",
         "masked": "(personal data, hidden)",
+        "partial": "Partial run (--since-last): only records changed since {since} were compared "
+        "({n}); findings about the others were carried from run {previous}. Record counts and "
+        "transitions cover the changed records only.",
     },
     "zh": {
         "title": "数据核对报告",
@@ -125,6 +128,8 @@ TEXT = {
         "suggestion": "建议修正",
         "none": "无。",
         "masked": "(个人信息,已隐藏)",
+        "partial": "部分核对(--since-last):只比较了 {since} 之后变更的记录({n} 条);"
+        "其余记录的问题沿用自运行 {previous}。记录数与状态迁移矩阵只包含变更的记录。",
     },
 }
 
@@ -178,6 +183,19 @@ def trend_svg(trend: list[dict], lang: str) -> Markup:
     return Markup("".join(parts))
 
 
+def partial_note(data: dict) -> str:
+    """One sentence for a --since-last run, else ''."""
+    info = data["run"].get("since_last") or {}
+    if not info:
+        return ""
+    changed = [v for v in info.values() if isinstance(v, dict)]
+    since = min((v["since"] for v in changed), default="")
+    n = sum(v["records"] for v in changed)
+    return TEXT[data["lang"]]["partial"].format(
+        since=since, n=n, previous=info.get("previous_run", "")
+    )
+
+
 def html(data: dict) -> str:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resources.files("reconcile.report") / "templates")),
@@ -188,6 +206,7 @@ def html(data: dict) -> str:
     )
     template = env.get_template("report.html.j2")
     return template.render(
+        partial=partial_note(data),
         d=data,
         t=TEXT[data["lang"]],
         kinds=KINDS,
@@ -220,6 +239,7 @@ def markdown(data: dict) -> str:
         "",
         f"{t['run']} `{run['run_id']}` · {t['as_of']} {run['as_of']} · {t['started']} {run['started']}",
         "",
+        *([partial_note(data), ""] if partial_note(data) else []),
         f"## {t['versions']}",
         "",
         _md_table(
