@@ -109,11 +109,7 @@ def _read(conn, entity: Entity, scalars: list[str], tag_fields: list[str], filte
         stmt = stmt.where(
             _condition(sa.column(_column(entity, flt.field)), entity.fields[flt.field], flt)
         )
-    frame = pd.concat(
-        list(pd.read_sql(stmt, conn, chunksize=CHUNK_ROWS, dtype_backend="numpy_nullable"))
-        or [pd.DataFrame(columns=list(columns))],
-        ignore_index=True,
-    )
+    frame = fetch_frame(conn, stmt, list(columns))
     for name in wanted:
         lookup = entity.fields[name].lookup
         if lookup is not None:
@@ -141,6 +137,39 @@ def _read(conn, entity: Entity, scalars: list[str], tag_fields: list[str], filte
                 pairs["tag"] = _translate(conn, jt.lookup, pairs["tag"])
             long[name] = tagio.attach(keys, pairs)
     return frame, long, late
+
+
+def fetch_frame(conn, stmt, names: list[str]) -> pd.DataFrame:
+    """The rows of `stmt` as a DataFrame, fetched on the driver's own cursor in chunks.
+
+    SQLAlchemy compiles the statement (quoted identifiers, bound parameters) but its per-row
+    Result objects are skipped: on a million rows that is most of the read time. Columns are
+    then typed exactly (nullable integers stay integers, decimals stay Decimal until the
+    dictionary types them).
+    """
+    # render_postcompile: IN lists become one bound parameter per value
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params(escape_names=False)
+    args = tuple(params[k] for k in compiled.positiontup) if compiled.positional else params
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(str(compiled), args)
+        parts = []
+        while rows := cursor.fetchmany(CHUNK_ROWS):
+            parts.append(pd.DataFrame.from_records(rows, columns=names, coerce_float=False))
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise sa.exc.DBAPIError(str(compiled), args, exc) from exc
+    finally:
+        cursor.close()
+    if not parts:
+        return pd.DataFrame({n: pd.Series(dtype=object) for n in names})
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return frame.convert_dtypes(
+        dtype_backend="numpy_nullable",
+        convert_floating=False,
+        convert_boolean=False,
+        convert_string=False,
+    )
 
 
 def _column(entity: Entity, name: str) -> str:
