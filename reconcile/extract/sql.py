@@ -165,10 +165,7 @@ def fetch_frame(conn, stmt, names: list[str]) -> pd.DataFrame:
         return pd.DataFrame({n: pd.Series(dtype=object) for n in names})
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     return frame.convert_dtypes(
-        dtype_backend="numpy_nullable",
-        convert_floating=False,
-        convert_boolean=False,
-        convert_string=False,
+        dtype_backend="numpy_nullable", convert_floating=False, convert_boolean=False
     )
 
 
