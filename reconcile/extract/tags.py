@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
@@ -26,7 +27,7 @@ def split_delimited(values: pd.Series, separator: str, wrap: str) -> pd.DataFram
 
 def split_json(values: pd.Series) -> pd.DataFrame:
     """'["a", "b"]' per record into rows (row, tag), parsed by Arrow in one pass."""
-    if values.map(lambda v: isinstance(v, list | tuple), na_action="ignore").any():
+    if values.map(lambda v: isinstance(v, list | tuple | np.ndarray), na_action="ignore").any():
         # json/jsonb columns arrive already decoded as lists
         long = values.dropna().explode().dropna().astype("string").str.strip()
         long = long[long != ""]
