@@ -15,6 +15,7 @@ from tests.test_diff_cases import SPEC, run_case
 def test_the_arrow_path_and_the_cursor_path_find_the_same(case, tmp_path, monkeypatch):
     fast = run_case(case, tmp_path / "fast").findings
     monkeypatch.setattr(sql_extract, "_adbc_sqlite", None)
+    monkeypatch.setattr(sql_extract, "_adbc_postgresql", None)
     slow = run_case(case, tmp_path / "slow").findings
     assert fast.to_dict(orient="records") == slow.to_dict(orient="records")
 
@@ -27,3 +28,29 @@ def test_json_tags_already_decoded_by_the_driver_are_read_as_lists():
         (0, "q4"),
         (1, "partner"),
     ]
+
+
+def test_postgresql_through_adbc_and_through_psycopg_find_the_same(tmp_path, monkeypatch, run_cli):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from fixtures.integration import build
+    from tests.servers import fresh_database
+
+    legacy_gen, modern_gen = fresh_database("mariadb"), fresh_database("postgresql")
+    legacy, modern = next(legacy_gen), next(modern_gen)
+    try:
+        build(legacy, modern)
+        root = tmp_path / "p"
+        shutil.copytree(Path(__file__).resolve().parent.parent / "fixtures" / "integration", root)
+        monkeypatch.setenv("LEGACY_URL", legacy)
+        monkeypatch.setenv("MODERN_URL", modern)
+        fast = json.loads(run_cli("run", root, "--format", "json", "-q").stdout)
+        monkeypatch.setattr(sql_extract, "_adbc_postgresql", None)
+        slow = json.loads(run_cli("run", root, "--format", "json", "-q").stdout)
+        read = lambda d: json.loads(Path(d["outputs"]["findings"]).read_text("utf-8"))  # noqa: E731
+        assert read(fast) == read(slow) and fast["findings"]["total"] == 11
+    finally:
+        legacy_gen.close()
+        modern_gen.close()

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
@@ -22,10 +23,14 @@ from .types import as_text
 
 CHUNK_ROWS = 200_000
 
-try:  # Arrow-native reads of SQLite files; the driver cursor reads them otherwise
+try:  # Arrow-native reads; without the drivers the database's own cursor reads everything
     import adbc_driver_sqlite.dbapi as _adbc_sqlite
-except ImportError:  # pragma: no cover - a dependency, but the fallback keeps working without it
+except ImportError:  # pragma: no cover - a dependency
     _adbc_sqlite = None
+try:
+    import adbc_driver_postgresql.dbapi as _adbc_postgresql
+except ImportError:  # pragma: no cover - a dependency
+    _adbc_postgresql = None
 
 
 _SECRET_PARAMS = ("password", "passwd", "pwd", "secret", "token", "key", "credential", "auth")
@@ -81,7 +86,7 @@ def read_table(url: str, entity: Entity, scalars: list[str], tag_fields: list[st
     engine = connect(url)
     try:
         with engine.connect() as conn:
-            return _read(conn, entity, scalars, tag_fields, filters, sqlite_file(url))
+            return _read(conn, entity, scalars, tag_fields, filters, url)
     except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
         reason = _reason(exc)
         raise SourceError(
@@ -97,13 +102,6 @@ def _reason(exc: BaseException) -> str:
     while isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ is not None:
         exc = exc.__cause__
     return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-
-
-def sqlite_file(url: str) -> Path | None:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        return Path(parsed.database)
-    return None
 
 
 def _read(
@@ -157,28 +155,23 @@ def _read(
     return frame, long, late
 
 
-def fetch_frame(conn, stmt, names: list[str], sqlite_path: Path | None = None) -> pd.DataFrame:
+def fetch_frame(conn, stmt, names: list[str], source: str | None = None) -> pd.DataFrame:
     """The rows of `stmt` as a DataFrame, read the fastest way the driver allows.
 
     SQLAlchemy compiles the statement (quoted identifiers, bound parameters); its per-row Result
-    objects are skipped. A SQLite file is read by ADBC straight into Arrow; where that cannot
-    type a column (SQLite lets one column hold numbers and text), or for any other driver, rows
-    are fetched on the driver's own cursor in chunks and turned into Arrow column by column.
+    objects are skipped. SQLite files and PostgreSQL (given the `source` URL) are read by ADBC
+    straight into Arrow; where ADBC cannot (SQLite lets one column hold numbers and text), and
+    for every other driver, rows are fetched on the driver's own cursor in chunks and turned
+    into Arrow column by column.
     Integers with nulls stay exact (Int64), decimals stay Decimal until the dictionary types them.
     """
     # render_postcompile: IN lists become one bound parameter per value
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params = compiled.construct_params(escape_names=False)
     args = tuple(params[k] for k in compiled.positiontup) if compiled.positional else params
-    if sqlite_path is not None and _adbc_sqlite is not None:
-        try:
-            with _adbc_sqlite.connect(f"file:{sqlite_path}?mode=ro") as adbc:
-                cursor = adbc.cursor()
-                cursor.execute(str(compiled), args)
-                table = cursor.fetch_arrow_table()
-            return _to_pandas(table.rename_columns(names))
-        except Exception:
-            pass
+    arrow = _adbc_fetch(stmt, compiled, args, source)
+    if arrow is not None:
+        return _to_pandas(arrow.rename_columns(names))
     cursor = conn.connection.driver_connection.cursor()
     try:
         cursor.execute(str(compiled), args)
@@ -205,6 +198,37 @@ def fetch_frame(conn, stmt, names: list[str], sqlite_path: Path | None = None) -
     )
 
 
+def _adbc_fetch(stmt, compiled, args, source: str | None) -> pa.Table | None:
+    """The result as Arrow through an ADBC driver, or None where there is none for `source`."""
+    if source is None:
+        return None
+    try:
+        parsed = make_url(source)
+        backend = parsed.get_backend_name()
+        if (
+            backend == "sqlite"
+            and _adbc_sqlite is not None
+            and parsed.database not in (None, "", ":memory:")
+        ):
+            with _adbc_sqlite.connect(f"file:{parsed.database}?mode=ro") as adbc:
+                cursor = adbc.cursor()
+                cursor.execute(str(compiled), args)
+                return cursor.fetch_arrow_table()
+        if backend == "postgresql" and _adbc_postgresql is not None:
+            # libpq takes $1 placeholders; the psycopg dialect adds the casts that type them
+            dollar = postgresql.psycopg.dialect(paramstyle="numeric_dollar")
+            pg = stmt.compile(dialect=dollar, compile_kwargs={"render_postcompile": True})
+            params = pg.construct_params(escape_names=False)
+            libpq = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+            with _adbc_postgresql.connect(libpq) as adbc:
+                cursor = adbc.cursor()
+                cursor.execute(str(pg), tuple(params[k] for k in pg.positiontup))
+                return cursor.fetch_arrow_table()
+    except Exception:  # whatever ADBC cannot do, the database's own cursor does
+        return None
+    return None
+
+
 def _arrow_column(values: tuple) -> pa.Array:
     try:
         return pa.array(values)
@@ -225,7 +249,16 @@ _EXACT = {
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
-    """Arrow to pandas with integers (nulls included) kept exact, everything else as pandas does."""
+    """Arrow to pandas with integers (nulls included) kept exact, everything else as pandas does.
+
+    Extension columns (PostgreSQL numeric and json arrive as opaque text) are read as their text.
+    """
+    for i, column in enumerate(table.columns):
+        if isinstance(column.type, pa.BaseExtensionType):
+            plain = pa.chunked_array(
+                [c.storage for c in column.chunks], type=column.type.storage_type
+            )
+            table = table.set_column(i, table.field(i).name, plain)
     return table.to_pandas(types_mapper=_EXACT.get, split_blocks=True, self_destruct=True)
 
 
