@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .extract import ROW_ID, Extracted, _subset, read_entity
+from .extract import ROW_ID, Extracted, read_entity, subset
 from .mapping.model import EntityMap, Filter
 
 CHUNK = 500  # keys per IN (...) list
@@ -144,7 +144,7 @@ def _concat(parts: list[Extracted]) -> Extracted:
 
 def _dedupe(ext: Extracted) -> Extracted:
     keep = ~ext.frame[ROW_ID].duplicated()
-    return ext if keep.all() else _subset(ext, keep, ext.tags)
+    return ext if keep.all() else subset(ext, keep, ext.tags)
 
 
 def carry_forward(previous: pd.DataFrame, rechecked: dict[str, Changed]) -> pd.DataFrame:

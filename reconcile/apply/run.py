@@ -122,7 +122,7 @@ def apply_worksheet(
 
 
 def _write(proj: Project, result: ApplyResult, writes: list[Change], execute: bool) -> None:
-    inserts = _projections(proj, [c for c in writes if c.action == "insert"])
+    inserts = projections(proj, [c for c in writes if c.action == "insert"])
     engine = write_engine(proj.target.url) if execute else connect(proj.target.url)
     try:
         with transaction(engine, write=execute) as conn:
@@ -141,7 +141,9 @@ def _write(proj: Project, result: ApplyResult, writes: list[Change], execute: bo
                         c.status, c.note = "conflict", "the old record is gone or out of scope now"
                         continue
                     values, tags = inserts[c.uid]
-                    defaults = {k: _now(v, proj, emap, k) for k, v in emap.on_insert.items()}
+                    defaults = {
+                        k: insert_default(v, proj, emap, k) for k, v in emap.on_insert.items()
+                    }
                     w.insert(c, {**defaults, **values}, tags, (emap.link.uid.target, c.uid))
                 else:
                     w.tag(c)
@@ -171,7 +173,7 @@ def _write(proj: Project, result: ApplyResult, writes: list[Change], execute: bo
         engine.dispose()
 
 
-def _now(value, proj: Project, emap, name: str):
+def insert_default(value, proj: Project, emap, name: str):
     if value != "now":
         return value
     now = dt.datetime.now(dt.UTC)
@@ -179,7 +181,7 @@ def _now(value, proj: Project, emap, name: str):
     return now.date() if kind == "date" else now
 
 
-def _projections(proj: Project, inserts: list[Change]) -> dict[str, tuple[dict, dict]]:
+def projections(proj: Project, inserts: list[Change]) -> dict[str, tuple[dict, dict]]:
     """For records to insert: the mapped projection of their old record, by UID."""
     if not inserts:
         return {}

@@ -12,7 +12,7 @@ from ..extract import read_entity
 from ..project import Project
 from ..worksheet import neutralise
 from .plan import Change
-from .run import _now, _projections
+from .run import insert_default, projections
 
 
 def emit(proj: Project, writes: list[Change], out: Path) -> dict[str, str]:
@@ -27,7 +27,7 @@ def emit(proj: Project, writes: list[Change], out: Path) -> dict[str, str]:
         t_ent = proj.target.dictionary.entities[emap.target]
         ext = emap.link.uid.target if emap.link.uid else t_ent.primary_key
         mine = [c for c in writes if c.entity == entity]
-        inserts = _projections(proj, [c for c in mine if c.action == "insert"])
+        inserts = projections(proj, [c for c in mine if c.action == "insert"])
         tag_fields = sorted({c.field for c in mine if c.action in ("add_tag", "remove_tag")})
         current = read_entity(proj.target, t_ent, [ext, *tag_fields], emap.scope.target)
         rows: dict[str, dict] = {}
@@ -38,7 +38,7 @@ def emit(proj: Project, writes: list[Change], out: Path) -> dict[str, str]:
                 row[c.field] = c.after
             elif c.action == "insert":
                 values, tags = inserts.get(c.uid, ({}, {}))
-                defaults = {k: _now(v, proj, emap, k) for k, v in emap.on_insert.items()}
+                defaults = {k: insert_default(v, proj, emap, k) for k, v in emap.on_insert.items()}
                 row.update({k: _text(v) for k, v in {**defaults, **values}.items()})
                 row.update({k: set(v) for k, v in tags.items()})
                 row["_insert"] = "yes"

@@ -49,7 +49,7 @@ def read_entity(system, entity: Entity, names: list[str], filters: list[Filter])
     result.frame[ROW_ID] = as_text(raw[entity.primary_key])
     keep = _post_filter(result.frame, entity, late)
     if keep is not None:
-        result = _subset(result, keep, tags)
+        result = subset(result, keep, tags)
     else:
         result.tags = tags
     return result
@@ -99,7 +99,7 @@ def _post_filter(frame: pd.DataFrame, entity: Entity, filters: list[Filter]) -> 
     return keep
 
 
-def _subset(result: Extracted, keep: pd.Series, tags: dict[str, pd.DataFrame]) -> Extracted:
+def subset(result: Extracted, keep: pd.Series, tags: dict[str, pd.DataFrame]) -> Extracted:
     positions = keep[keep].index
     out = Extracted(result.frame.loc[positions].reset_index(drop=True))
     renumber = pd.Series(range(len(positions)), index=positions)
