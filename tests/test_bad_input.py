@@ -110,3 +110,13 @@ def test_an_unknown_command_suggests_the_right_one(run_cli):
     result = run_cli("chek")
     assert result.exit_code == 2
     assert "Did you mean 'check'?" in result.stderr
+
+
+def test_an_interrupted_command_exits_130_without_a_traceback(project, monkeypatch):
+    from reconcile import cli as cli_module
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "check_project", interrupted)
+    assert cli_module.main(["check", str(project)]) == 130
