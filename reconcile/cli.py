@@ -193,6 +193,13 @@ run_options = [
         "updated_at); findings about the others are carried forward.",
     ),
     click.option(
+        "--partitions",
+        type=click.IntRange(1, 4096),
+        default=1,
+        show_default=True,
+        help="Diff the records in this many independent UID-hash partitions.",
+    ),
+    click.option(
         "--stale-days",
         type=click.IntRange(1, 3650),
         default=7,
@@ -218,6 +225,7 @@ def _run(
     notify,
     notify_format,
     since_last,
+    partitions,
     stale_days,
 ) -> None:
     from .drift import check_and_record, crossed, parse_fail_on
@@ -238,6 +246,7 @@ def _run(
         stale_days=stale_days,
         progress=progress,
         since_last=since_last,
+        partitions=partitions,
     )
     progress(f"wrote {folder}")
     hits = crossed(doc, thresholds) if thresholds else []

@@ -151,6 +151,7 @@ def check_and_record(
     progress: Progress = lambda _: None,
     started: dt.datetime | None = None,
     since_last: bool = False,
+    partitions: int = 1,
 ) -> tuple[RunResult, Path, dict]:
     """One whole run: compare, follow every finding's lifecycle, write the run folder, record it."""
     with run_lock(proj):
@@ -167,6 +168,7 @@ def check_and_record(
                 stale_days=stale_days,
                 started=started,
                 since=since,
+                partitions=partitions,
             )
             if since is not None:
                 carried = carry_forward(before, result.changed)

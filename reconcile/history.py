@@ -108,12 +108,29 @@ class History:
             if url.startswith("sqlite:///"):
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             meta.create_all(self.engine)
+            self._check_schema(url)
         except (sa.exc.SQLAlchemyError, ImportError, OSError) as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise SourceError(
                 f"the run history at {redact(url)} cannot be opened: {reason}",
                 hint="Check history: in reconcile.yaml (any SQLAlchemy URL), or leave it out.",
             ) from None
+
+    def _check_schema(self, url: str) -> None:
+        """Tables written by an older reconcile lack columns: say so instead of failing later."""
+        from .errors import SourceError
+        from .extract.sql import redact
+
+        inspector = sa.inspect(self.engine)
+        for table in meta.sorted_tables:
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            missing = [c.name for c in table.columns if c.name not in have]
+            if missing:
+                raise SourceError(
+                    f"the run history at {redact(url)} was written by an older reconcile: table "
+                    f"{table.name} lacks {', '.join(missing)}",
+                    hint="Move the history database aside (its runs stay readable as files) and run again.",
+                )
 
     def close(self) -> None:
         self.engine.dispose()

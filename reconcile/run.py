@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from . import findings as fz
@@ -15,7 +16,7 @@ from . import since as since_mod
 from .dictionary.model import Entity
 from .diff import diff_entity, render, transitions
 from .errors import SourceError
-from .extract import ROW_ID, Extracted, read_entity
+from .extract import ROW_ID, Extracted, read_entity, subset
 from .extract.types import as_text
 from .mapping.model import EntityMap
 from .normalize import project
@@ -69,6 +70,7 @@ def run_project(
     stale_days: int = 7,
     started: dt.datetime | None = None,
     since: dt.datetime | None = None,
+    partitions: int = 1,
 ) -> RunResult:
     """Compare both systems of `proj`. `started` fixes the run's clock (tests, re-runs)."""
     started = started or dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -119,13 +121,17 @@ def run_project(
         timings["extract"] += time.perf_counter() - tick
         tick = time.perf_counter()
         src_key, tgt_key = link_keys(proj, emap, src, tgt, src_entity, tgt_entity)
-        projection = project(emap, src, src_entity, tgt_entity)
-        found, rs, rt = diff_entity(
-            name, emap, src, tgt, src_key, tgt_key, projection, src_entity, tgt_entity, as_of
-        )
-        parts += found
-        records[name] = {"source": len(src.frame), "target": len(tgt.frame), "matched": len(rs)}
-        moves[name] = transitions(projection, src.frame, tgt.frame, rs, rt)
+        matched, cells = 0, []
+        for s_part, t_part, s_key, t_key in partitioned(src, tgt, src_key, tgt_key, partitions):
+            projection = project(emap, s_part, src_entity, tgt_entity)
+            found, rs, rt = diff_entity(
+                name, emap, s_part, t_part, s_key, t_key, projection, src_entity, tgt_entity, as_of
+            )
+            parts += found
+            matched += len(rs)
+            cells.append(transitions(projection, s_part.frame, t_part.frame, rs, rt))
+        records[name] = {"source": len(src.frame), "target": len(tgt.frame), "matched": matched}
+        moves[name] = merge_transitions(cells)
         if name in result_changed:  # a partial run reads the few columns stale records need
             needed = [f.target for f in emap.fields if f.role == "state"]
             needed += [n for n in (tgt_entity.updated_at, tgt_entity.owner) if n]
@@ -151,6 +157,49 @@ def run_project(
     result.seconds = round(time.perf_counter() - clock, 3)
     result.timings = {k: round(v, 3) for k, v in timings.items()}
     return result
+
+
+def partitioned(src: Extracted, tgt: Extracted, src_key: pd.Series, tgt_key: pd.Series, n: int):
+    """Both sides split by a hash of the link key: each part is an independent diff task.
+
+    A key lands in the same part on both sides, so matching, duplicates and one-sided records
+    are decided within a part; records without a key all go to part 0. With n = 1 the sides are
+    passed through whole.
+    """
+    if n <= 1:
+        yield src, tgt, src_key, tgt_key
+        return
+    part_of = {}
+    for side, key in (("s", src_key), ("t", tgt_key)):
+        hashed = pd.util.hash_array(key.fillna("").to_numpy(dtype=object), categorize=False)
+        part_of[side] = np.where(key.isna().to_numpy(), 0, hashed % np.uint64(n)).astype(np.int64)
+    for p in range(n):
+        s_keep = pd.Series(part_of["s"] == p, index=src.frame.index)
+        t_keep = pd.Series(part_of["t"] == p, index=tgt.frame.index)
+        yield (
+            subset(src, s_keep, src.tags),
+            subset(tgt, t_keep, tgt.tags),
+            src_key[s_keep.to_numpy()].reset_index(drop=True),
+            tgt_key[t_keep.to_numpy()].reset_index(drop=True),
+        )
+
+
+def merge_transitions(parts: list[dict[str, list[dict]]]) -> dict[str, list[dict]]:
+    """The transition cells of several parts, added up."""
+    total: dict[str, dict[tuple, int]] = {}
+    for part in parts:
+        for field_name, cells in part.items():
+            into = total.setdefault(field_name, {})
+            for c in cells:
+                key = (c["old"], c["expected"], c["actual"])
+                into[key] = into.get(key, 0) + c["count"]
+    return {
+        f: [
+            {"old": o, "expected": e, "actual": a, "count": n}
+            for (o, e, a), n in sorted(cells.items())
+        ]
+        for f, cells in total.items()
+    }
 
 
 def accepted_differences(proj: Project, as_of: dt.date) -> set[str]:

@@ -54,3 +54,32 @@ def test_postgresql_through_adbc_and_through_psycopg_find_the_same(tmp_path, mon
     finally:
         legacy_gen.close()
         modern_gen.close()
+
+
+@pytest.mark.parametrize("case", SPEC["cases"], ids=[c["name"] for c in SPEC["cases"]])
+def test_a_diff_split_into_hash_partitions_finds_exactly_what_the_whole_finds(case, tmp_path):
+    from reconcile.project import load_project
+    from reconcile.run import run_project
+    from tests.test_diff_cases import make_project
+
+    proj = load_project(make_project(tmp_path / "p", case))
+    whole, split = run_project(proj), run_project(proj, partitions=3)
+    assert split.findings.to_dict(orient="records") == whole.findings.to_dict(orient="records")
+    assert (split.transitions, split.records) == (whole.transitions, whole.records)
+
+
+def test_the_demo_split_into_partitions_finds_exactly_the_same(tmp_path):
+    from reconcile.demo import prepare
+    from reconcile.project import load_project
+    from reconcile.run import run_project
+
+    prepare(tmp_path / "demo", n=2000)
+    proj = load_project(tmp_path / "demo")
+    whole, split = run_project(proj), run_project(proj, partitions=7)
+    assert len(whole.findings) == 125
+    assert split.findings.to_dict(orient="records") == whole.findings.to_dict(orient="records")
+    assert (split.transitions, split.records, split.stale) == (
+        whole.transitions,
+        whole.records,
+        whole.stale,
+    )
