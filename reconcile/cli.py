@@ -146,14 +146,7 @@ def _progress(quiet: bool):
 
 
 run_options = [
-    click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["table", "json"]),
-        default="table",
-        show_default=True,
-        help="table for people; json prints a machine summary on stdout.",
-    ),
+    format_option,
     click.option(
         "--lang",
         type=click.Choice(["zh", "en"]),

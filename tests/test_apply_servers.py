@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -19,36 +18,9 @@ from tests.reviewing import approve, decide, run_once
 from tests.servers import fresh_database
 from tests.test_apply import CASE, CHANGEABLE
 from tests.test_diff_cases import CASES_DIR, apply_case, build
+from tests.test_real_databases import TABLES, load
 
-meta = sa.MetaData()
-deals = sa.Table(
-    "deals",
-    meta,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("legacy_uid", sa.String(40)),
-    sa.Column("stage", sa.String(20)),
-    sa.Column("active", sa.Boolean),
-    sa.Column("amount", sa.Numeric(10, 2)),
-    sa.Column("closes", sa.Date),
-    sa.Column("created", sa.DateTime),
-)
-deal_labels = sa.Table(
-    "deal_labels",
-    meta,
-    sa.Column("deal_id", sa.Integer, nullable=False),
-    sa.Column("label", sa.String(40)),
-)
-
-
-def _typed(row: dict) -> dict:
-    out = dict(row)
-    if out.get("created"):
-        out["created"] = dt.datetime.fromisoformat(out["created"])
-    if out.get("closes"):
-        out["closes"] = dt.date.fromisoformat(out["closes"])
-    if out.get("active") is not None:
-        out["active"] = bool(out["active"])
-    return out
+deals, deal_labels = TABLES["deals"], TABLES["deal_labels"]  # the server tables of the diff cases
 
 
 @pytest.fixture(params=["postgresql", "mariadb"])
@@ -57,12 +29,7 @@ def target(request, tmp_path, monkeypatch):
     gen = fresh_database(request.param)
     url = next(gen)
     data = apply_case(CASE)
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        meta.create_all(conn)
-        conn.execute(deals.insert(), [_typed(r) for r in data["target"]["deals"]])
-        conn.execute(deal_labels.insert(), data["target"]["deal_labels"])
-    engine.dispose()
+    load(url, data["target"])
     root = tmp_path / "p"
     shutil.copytree(CASES_DIR / "diff_project", root)
     build(data["source"], root / "old.sqlite")
