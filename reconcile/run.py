@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,11 +18,12 @@ from . import since as since_mod
 from .dictionary.model import Entity
 from .diff import diff_entity, render, transitions
 from .errors import SourceError
-from .extract import ROW_ID, Extracted, read_entity, subset
+from .extract import ROW_ID, read_entity
 from .extract.types import as_text
 from .mapping.model import EntityMap
 from .normalize import project
 from .project import Project
+from .spill import spill
 
 Progress = Callable[[str], None]
 
@@ -71,6 +74,7 @@ def run_project(
     started: dt.datetime | None = None,
     since: dt.datetime | None = None,
     partitions: int = 1,
+    spill_dir: Path | None = None,
 ) -> RunResult:
     """Compare both systems of `proj`. `started` fixes the run's clock (tests, re-runs)."""
     started = started or dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -90,47 +94,94 @@ def run_project(
             fields_read(emap, src_entity, "source"),
             fields_read(emap, tgt_entity, "target"),
         )
-        if since is not None and since_mod.supported(emap, src_entity, tgt_entity):
-            progress(f"{name}: finding records changed since {since.isoformat()}")
-            ch = since_mod.changed(proj, emap, src_entity, tgt_entity, since)
-            result_changed[name] = ch
-            src = since_mod.read_changed(
-                proj.source,
-                src_entity,
-                s_names,
-                emap.scope.source,
-                emap.link.uid.source,
-                ch.keys,
-                ch.source_ids,
-            )
-            tgt = since_mod.read_changed(
-                proj.target,
-                tgt_entity,
-                t_names,
-                emap.scope.target,
-                emap.link.uid.target,
-                ch.keys,
-                ch.target_ids,
-            )
-        else:
-            progress(f"{name}: reading {proj.source.name}.{emap.source}")
-            src = read_entity(proj.source, src_entity, s_names, emap.scope.source)
-            progress(f"{name}: reading {proj.target.name}.{emap.target}")
-            tgt = read_entity(proj.target, tgt_entity, t_names, emap.scope.target)
-        progress(f"{name}: {len(src.frame):,} old and {len(tgt.frame):,} new records; comparing")
-        timings["extract"] += time.perf_counter() - tick
-        tick = time.perf_counter()
-        src_key, tgt_key = link_keys(proj, emap, src, tgt, src_entity, tgt_entity)
-        matched, cells = 0, []
-        for s_part, t_part, s_key, t_key in partitioned(src, tgt, src_key, tgt_key, partitions):
-            projection = project(emap, s_part, src_entity, tgt_entity)
-            found, rs, rt = diff_entity(
-                name, emap, s_part, t_part, s_key, t_key, projection, src_entity, tgt_entity, as_of
-            )
-            parts += found
-            matched += len(rs)
-            cells.append(transitions(projection, s_part.frame, t_part.frame, rs, rt))
-        records[name] = {"source": len(src.frame), "target": len(tgt.frame), "matched": matched}
+        s_keyer = keyer(proj, emap, "source", src_entity)
+        t_keyer = keyer(proj, emap, "target", tgt_entity)
+        with tempfile.TemporaryDirectory(prefix="reconcile-", dir=spill_dir) as spilled:
+            if since is not None and since_mod.supported(emap, src_entity, tgt_entity):
+                progress(f"{name}: finding records changed since {since.isoformat()}")
+                ch = since_mod.changed(proj, emap, src_entity, tgt_entity, since)
+                result_changed[name] = ch
+                src = since_mod.read_changed(
+                    proj.source,
+                    src_entity,
+                    s_names,
+                    emap.scope.source,
+                    emap.link.uid.source,
+                    ch.keys,
+                    ch.source_ids,
+                )
+                tgt = since_mod.read_changed(
+                    proj.target,
+                    tgt_entity,
+                    t_names,
+                    emap.scope.target,
+                    emap.link.uid.target,
+                    ch.keys,
+                    ch.target_ids,
+                )
+                pieces = [(src, s_keyer(src.frame), tgt, t_keyer(tgt.frame))]
+                sizes = len(src.frame), len(tgt.frame)
+            elif partitions > 1:
+                progress(
+                    f"{name}: reading {proj.source.name}.{emap.source} into {partitions} parts"
+                )
+                folder = Path(spilled)
+                s_sp = spill(
+                    proj.source,
+                    src_entity,
+                    s_names,
+                    emap.scope.source,
+                    s_keyer,
+                    partitions,
+                    folder / "source",
+                )
+                progress(
+                    f"{name}: reading {proj.target.name}.{emap.target} into {partitions} parts"
+                )
+                t_sp = spill(
+                    proj.target,
+                    tgt_entity,
+                    t_names,
+                    emap.scope.target,
+                    t_keyer,
+                    partitions,
+                    folder / "target",
+                )
+                pieces = ((*s_sp.load(p), *t_sp.load(p)) for p in range(partitions))
+                sizes = s_sp.records, t_sp.records
+            else:
+                progress(f"{name}: reading {proj.source.name}.{emap.source}")
+                src = read_entity(proj.source, src_entity, s_names, emap.scope.source)
+                progress(f"{name}: reading {proj.target.name}.{emap.target}")
+                tgt = read_entity(proj.target, tgt_entity, t_names, emap.scope.target)
+                pieces = [(src, s_keyer(src.frame), tgt, t_keyer(tgt.frame))]
+                sizes = len(src.frame), len(tgt.frame)
+            progress(f"{name}: {sizes[0]:,} old and {sizes[1]:,} new records; comparing")
+            timings["extract"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            matched, cells, stale_parts = 0, [], []
+            for s_part, s_key, t_part, t_key in pieces:
+                projection = project(emap, s_part, src_entity, tgt_entity)
+                found, rs, rt = diff_entity(
+                    name,
+                    emap,
+                    s_part,
+                    t_part,
+                    s_key,
+                    t_key,
+                    projection,
+                    src_entity,
+                    tgt_entity,
+                    as_of,
+                )
+                parts += found
+                matched += len(rs)
+                cells.append(transitions(projection, s_part.frame, t_part.frame, rs, rt))
+                if name not in result_changed:
+                    stale_parts.append(
+                        stale_records(t_part.frame, emap, tgt_entity, as_of, stale_days)
+                    )
+        records[name] = {"source": sizes[0], "target": sizes[1], "matched": matched}
         moves[name] = merge_transitions(cells)
         if name in result_changed:  # a partial run reads the few columns stale records need
             needed = [f.target for f in emap.fields if f.role == "state"]
@@ -141,9 +192,8 @@ def run_project(
                 list(dict.fromkeys([tgt_entity.primary_key, *needed])),
                 emap.scope.target,
             ).frame
-        else:
-            frame = tgt.frame
-        stale[name] = stale_records(frame, emap, tgt_entity, as_of, stale_days)
+            stale_parts = [stale_records(frame, emap, tgt_entity, as_of, stale_days)]
+        stale[name] = merge_stale(stale_parts)
         timings["compare"] += time.perf_counter() - tick
     tick = time.perf_counter()
     findings = fz.finish(parts)
@@ -157,31 +207,6 @@ def run_project(
     result.seconds = round(time.perf_counter() - clock, 3)
     result.timings = {k: round(v, 3) for k, v in timings.items()}
     return result
-
-
-def partitioned(src: Extracted, tgt: Extracted, src_key: pd.Series, tgt_key: pd.Series, n: int):
-    """Both sides split by a hash of the link key: each part is an independent diff task.
-
-    A key lands in the same part on both sides, so matching, duplicates and one-sided records
-    are decided within a part; records without a key all go to part 0. With n = 1 the sides are
-    passed through whole.
-    """
-    if n <= 1:
-        yield src, tgt, src_key, tgt_key
-        return
-    part_of = {}
-    for side, key in (("s", src_key), ("t", tgt_key)):
-        hashed = pd.util.hash_array(key.fillna("").to_numpy(dtype=object), categorize=False)
-        part_of[side] = np.where(key.isna().to_numpy(), 0, hashed % np.uint64(n)).astype(np.int64)
-    for p in range(n):
-        s_keep = pd.Series(part_of["s"] == p, index=src.frame.index)
-        t_keep = pd.Series(part_of["t"] == p, index=tgt.frame.index)
-        yield (
-            subset(src, s_keep, src.tags),
-            subset(tgt, t_keep, tgt.tags),
-            src_key[s_keep.to_numpy()].reset_index(drop=True),
-            tgt_key[t_keep.to_numpy()].reset_index(drop=True),
-        )
 
 
 def merge_transitions(parts: list[dict[str, list[dict]]]) -> dict[str, list[dict]]:
@@ -241,19 +266,36 @@ def stale_records(T: pd.DataFrame, emap: EntityMap, entity: Entity, as_of: dt.da
         "days": days,
         "state_field": state,
         "total": len(stale),
-        "by_owner": {
-            str(k): int(v) for k, v in sorted(owners.items(), key=lambda kv: (-kv[1], kv[0]))
-        },
+        "by_owner": {str(k): int(v) for k, v in owners.items()},
         "oldest": [
-            {"id": i, "owner": o, "state": st, "updated_at": u}
-            for i, o, st, u in zip(
+            {"id": i, "owner": o, "state": st, "updated_at": u, "_order": (t, i)}
+            for i, o, st, u, t in zip(
                 sample[ROW_ID],
                 sample[entity.owner].fillna(""),
                 sample[state].fillna(""),
                 render(sample[entity.updated_at], entity.fields[entity.updated_at]).fillna(""),
+                sample[entity.updated_at].to_numpy(dtype="datetime64[us]").astype(np.int64),
                 strict=True,
             )
         ],
+    }
+
+
+def merge_stale(parts: list[dict | None]) -> dict | None:
+    """The stale records of several parts as of one whole: totals added, the oldest 50 kept."""
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        return None
+    owners: dict[str, int] = {}
+    for p in parts:
+        for owner, n in p["by_owner"].items():
+            owners[owner] = owners.get(owner, 0) + n
+    oldest = sorted((r for p in parts for r in p["oldest"]), key=lambda r: r["_order"])[:50]
+    return {
+        **parts[0],
+        "total": sum(p["total"] for p in parts),
+        "by_owner": dict(sorted(owners.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "oldest": [{k: v for k, v in r.items() if k != "_order"} for r in oldest],
     }
 
 
@@ -281,34 +323,31 @@ def key_text(values: pd.Series) -> pd.Series:
     return text.mask(text == "")
 
 
-def link_keys(
-    proj: Project, emap: EntityMap, src: Extracted, tgt: Extracted, src_entity, tgt_entity
-):
-    """The key each record is matched on, as text; NA where a record has none."""
+def keyer(proj: Project, emap: EntityMap, side: str, entity: Entity):
+    """A function giving each record of `side` ('source' or 'target') the key it is matched on,
+    as text; NA where a record has none. Row by row, so that chunks can be keyed one by one."""
     link = emap.link
     if link.uid:
-        return key_text(src.frame[link.uid.source]), key_text(tgt.frame[link.uid.target])
+        column = getattr(link.uid, side)
+        return lambda frame: key_text(frame[column])
     if link.natural_key:
+        names = [getattr(k, side) for k in link.natural_key]
 
-        def joined(frame, names):
-            parts = [key_text(frame[n]) for n in names]
-            key = parts[0]
-            for p in parts[1:]:
-                key = key + "\x1f" + p
+        def joined(frame):
+            key = key_text(frame[names[0]])
+            for n in names[1:]:
+                key = key + "\x1f" + key_text(frame[n])
             return key
 
-        return (
-            joined(src.frame, [k.source for k in link.natural_key]),
-            joined(tgt.frame, [k.target for k in link.natural_key]),
-        )
+        return joined
     cw = link.crosswalk
+    column = getattr(cw, side) or entity.primary_key
+    if side == "target":
+        return lambda frame: key_text(frame[column])
     table = _read_crosswalk(proj, cw)
-    old = key_text(src.frame[cw.source or src_entity.primary_key])
     new_of = pd.Series(table["new"].to_numpy(), index=table["old"].to_numpy())
     new_of = new_of[~new_of.index.duplicated(keep=False)]
-    return old.map(new_of).astype("string"), key_text(
-        tgt.frame[cw.target or tgt_entity.primary_key]
-    )
+    return lambda frame: key_text(frame[column]).map(new_of).astype("string")
 
 
 def _read_crosswalk(proj: Project, cw) -> pd.DataFrame:
@@ -342,4 +381,4 @@ def _read_crosswalk(proj: Project, cw) -> pd.DataFrame:
     return pd.DataFrame({"old": key_text(table["old"]), "new": key_text(table["new"])}).dropna()
 
 
-__all__ = ["ROW_ID", "RunResult", "link_keys", "run_project"]
+__all__ = ["ROW_ID", "RunResult", "keyer", "run_project"]

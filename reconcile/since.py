@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .extract import ROW_ID, Extracted, read_entity, subset
+from .extract import ROW_ID, Extracted, concat, read_entity, subset
 from .mapping.model import EntityMap, Filter
 
 CHUNK = 500  # keys per IN (...) list
@@ -111,35 +111,7 @@ def read_changed(
                 system, entity, names, [*scope, Filter(field=entity.primary_key, op="in", value=[])]
             )
         )
-    return _dedupe(_concat(parts))
-
-
-def _concat(parts: list[Extracted]) -> Extracted:
-    offsets, total = [], 0
-    for p in parts:
-        offsets.append(total)
-        total += len(p.frame)
-    frame = pd.concat([p.frame for p in parts], ignore_index=True)
-    out = Extracted(frame)
-    for name in {n for p in parts for n in p.tags}:
-        out.tags[name] = pd.concat(
-            [
-                p.tags[name].assign(row=p.tags[name]["row"] + off)
-                for p, off in zip(parts, offsets, strict=True)
-                if name in p.tags
-            ],
-            ignore_index=True,
-        )
-    for name in {n for p in parts for n in p.bad}:
-        out.bad[name] = pd.concat(
-            [p.bad.get(name, pd.Series(False, index=p.frame.index)) for p in parts],
-            ignore_index=True,
-        )
-        out.raw[name] = pd.concat(
-            [p.raw.get(name, pd.Series(pd.NA, index=p.frame.index, dtype="string")) for p in parts],
-            ignore_index=True,
-        )
-    return out
+    return _dedupe(concat(parts))
 
 
 def _dedupe(ext: Extracted) -> Extracted:

@@ -68,11 +68,13 @@ def test_a_diff_split_into_hash_partitions_finds_exactly_what_the_whole_finds(ca
     assert (split.transitions, split.records) == (whole.transitions, whole.records)
 
 
-def test_the_demo_split_into_partitions_finds_exactly_the_same(tmp_path):
+def test_the_demo_spilled_in_chunks_into_partitions_finds_exactly_the_same(tmp_path, monkeypatch):
+    from reconcile import spill
     from reconcile.demo import prepare
     from reconcile.project import load_project
     from reconcile.run import run_project
 
+    monkeypatch.setattr(spill, "CHUNK_ROWS", 300)  # 7 chunks a side, join-table tags routed
     prepare(tmp_path / "demo", n=2000)
     proj = load_project(tmp_path / "demo")
     whole, split = run_project(proj), run_project(proj, partitions=7)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from ..dictionary.model import Entity
+from ..errors import SourceError
 from ..mapping.model import Filter
+from .tags import attach
 from .types import as_text, coerce
 
 ROW_ID = "_id"
@@ -30,29 +33,93 @@ class Extracted:
 
 def read_entity(system, entity: Entity, names: list[str], filters: list[Filter]) -> Extracted:
     """Read `names` (scalar and tag fields) of `entity` from `system`, in scope only."""
+    whole = concat(list(stream_entity(system, entity, names, filters)))
+    for name in joined_tags(entity, names):
+        pairs = pd.concat(list(join_tags(system, entity, name)), ignore_index=True)
+        whole.tags[name] = attach(whole.frame[ROW_ID], pairs)
+    return whole
+
+
+def stream_entity(system, entity: Entity, names: list[str], filters: list[Filter], rows=None):
+    """The in-scope records in typed chunks of at most `rows` rows read (one chunk for None).
+
+    Tags kept in a join table are not attached: join_tags reads them apart, so that a caller
+    holding one chunk at a time can route them.
+    """
     from .files import read_export
     from .sql import read_table
 
     scalars = [n for n in names if entity.fields[n].kind.name != "tags"]
-    tag_fields = [n for n in names if entity.fields[n].kind.name == "tags"]
+    inline = [n for n in names if n not in scalars and n not in joined_tags(entity, names)]
     if system.url is not None:
-        raw, tags, late = read_table(system.url, entity, scalars, tag_fields, filters)
+        chunks = read_table(system.url, entity, scalars, inline, filters, rows)
     else:
-        raw, tags, late = read_export(system.exports, entity, scalars, tag_fields, filters)
-    result = Extracted(pd.DataFrame(index=raw.index))
-    for name in scalars:
-        typed, bad = coerce(raw[name], entity.fields[name])
-        result.frame[name] = typed
-        if bad.any():
-            result.bad[name] = bad
-            result.raw[name] = raw[name].astype("string")
-    result.frame[ROW_ID] = as_text(raw[entity.primary_key])
-    keep = _post_filter(result.frame, entity, late)
-    if keep is not None:
-        result = subset(result, keep, tags)
-    else:
-        result.tags = tags
-    return result
+        chunks = read_export(system.exports, entity, scalars, inline, filters, rows)
+    for raw, tags, late in chunks:
+        result = Extracted(pd.DataFrame(index=raw.index))
+        for name in scalars:
+            typed, bad = coerce(raw[name], entity.fields[name])
+            result.frame[name] = typed
+            if bad.any():
+                result.bad[name] = bad
+                result.raw[name] = raw[name].astype("string")
+        result.frame[ROW_ID] = as_text(raw[entity.primary_key])
+        keep = _post_filter(result.frame, entity, late)
+        if keep is not None:
+            result = subset(result, keep, tags)
+        else:
+            result.tags = tags
+        yield result
+
+
+def joined_tags(entity: Entity, names: list[str]) -> list[str]:
+    """The tag fields among `names` kept in a join table."""
+    return [
+        n
+        for n in names
+        if entity.fields[n].kind.name == "tags"
+        and entity.fields[n].storage.chosen() == "join_table"
+    ]
+
+
+def join_tags(system, entity: Entity, name: str, rows=None):
+    """Chunks of (key, tag) rows of a join-table tag field; key is the record's primary key."""
+    from .sql import read_join_tags
+
+    if system.url is None:
+        raise SourceError(
+            f"{entity.source.name}: a join-table tag field cannot be read from an export",
+            hint="Declare the tags as delimited or json_array for file sources.",
+        )
+    for pairs in read_join_tags(system.url, entity, name, rows):
+        yield pd.DataFrame({"key": as_text(pairs["key"]), "tag": pairs["tag"]})
+
+
+def concat(parts: list[Extracted]) -> Extracted:
+    """Chunks of one entity as one."""
+    if len(parts) == 1:
+        return parts[0]
+    out = Extracted(pd.concat([p.frame for p in parts], ignore_index=True))
+    offsets = np.cumsum([0] + [len(p.frame) for p in parts])
+    for name in dict.fromkeys(n for p in parts for n in p.tags):
+        out.tags[name] = pd.concat(
+            [
+                p.tags[name].assign(row=p.tags[name]["row"] + at)
+                for p, at in zip(parts, offsets, strict=False)
+                if name in p.tags
+            ],
+            ignore_index=True,
+        )
+    for name in dict.fromkeys(n for p in parts for n in p.bad):
+        out.bad[name] = pd.concat(
+            [p.bad.get(name, pd.Series(False, index=p.frame.index)) for p in parts],
+            ignore_index=True,
+        )
+        out.raw[name] = pd.concat(
+            [p.raw.get(name, pd.Series(pd.NA, index=p.frame.index, dtype="string")) for p in parts],
+            ignore_index=True,
+        )
+    return out
 
 
 def _post_filter(frame: pd.DataFrame, entity: Entity, filters: list[Filter]) -> pd.Series | None:

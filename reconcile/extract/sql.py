@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import secrets
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -11,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
@@ -81,16 +85,41 @@ def sql_table(name: str, *columns: str) -> sa.TableClause:
     return sa.table(table, *[sa.column(c) for c in columns], schema=schema or None)
 
 
-def read_table(url: str, entity: Entity, scalars: list[str], tag_fields: list[str], filters):
-    """(raw frame named by field, long tags per field, filters left for pandas)."""
+def read_table(
+    url: str,
+    entity: Entity,
+    scalars: list[str],
+    tag_fields: list[str],
+    filters,
+    rows: int | None = None,
+):
+    """Chunks of at most `rows` records (all at once for None), each as (raw frame named by
+    field, long tags of the delimited and JSON tag fields, filters left for pandas)."""
+    with _reading(url, entity.source.name) as conn:
+        yield from _read(conn, entity, scalars, tag_fields, filters, url, rows)
+
+
+def read_join_tags(url: str, entity: Entity, name: str, rows: int | None = None):
+    """Chunks of a join-table tag field's (key, tag) rows, tags already through their lookup."""
+    jt = entity.fields[name].storage.join_table
+    with _reading(url, jt.table) as conn:
+        codes = _codes(conn, jt.lookup, url) if jt.lookup is not None else None
+        stmt = sa.select(sa.column(jt.key), sa.column(jt.value)).select_from(sql_table(jt.table))
+        for pairs in fetch_batches(conn, stmt, ["key", "tag"], url, rows):
+            if codes is not None:
+                pairs["tag"] = _translate(codes, pairs["tag"])
+            yield pairs
+
+
+@contextmanager
+def _reading(url: str, what: str):
     engine = connect(url)
     try:
         with engine.connect() as conn:
-            return _read(conn, entity, scalars, tag_fields, filters, url)
+            yield conn
     except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
-        reason = _reason(exc)
         raise SourceError(
-            f"reading {entity.source.name} from {redact(url)} failed: {reason}",
+            f"reading {what} from {redact(url)} failed: {_reason(exc)}",
             hint="Check that the server is reachable and the dictionary's table and column names.",
         ) from None
     finally:
@@ -104,21 +133,16 @@ def _reason(exc: BaseException) -> str:
     return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
 
 
-def _read(
-    conn,
-    entity: Entity,
-    scalars: list[str],
-    tag_fields: list[str],
-    filters: list[Filter],
-    path=None,
-):
+def _read(conn, entity: Entity, scalars, tag_fields, filters: list[Filter], path, rows):
     table = sql_table(entity.source.name)
     wanted = list(dict.fromkeys([entity.primary_key, *scalars]))
     columns = {n: _column(entity, n) for n in wanted}
+    inline = []
     for name in tag_fields:
         col = tagio.column_of(entity.fields[name].storage, name)
         if col is not None:
             columns[name] = col
+            inline.append(name)
     pushed, late = [], []
     for flt in filters:
         (pushed if pushable(entity.fields[flt.field], conn.dialect.name) else late).append(flt)
@@ -127,41 +151,39 @@ def _read(
         stmt = stmt.where(
             _condition(sa.column(_column(entity, flt.field)), entity.fields[flt.field], flt)
         )
-    frame = fetch_frame(conn, stmt, list(columns), path)
-    for name in wanted:
-        lookup = entity.fields[name].lookup
-        if lookup is not None:
-            frame[name] = _translate(conn, lookup, frame[name], path)
-    long = {}
-    keys = frame[entity.primary_key]
-    for name in tag_fields:
-        storage = entity.fields[name].storage
-        kind = storage.chosen()
-        if kind == "delimited":
-            long[name] = tagio.split_delimited(
-                frame[name], storage.delimited.separator, storage.delimited.wrap
-            )
-        elif kind == "json_array":
-            long[name] = tagio.split_json(frame[name])
-        else:
-            jt = storage.join_table
-            stmt = sa.select(sa.column(jt.key), sa.column(jt.value)).select_from(
-                sql_table(jt.table)
-            )
-            pairs = fetch_frame(conn, stmt, ["key", "tag"], path)
-            if jt.lookup is not None:
-                pairs["tag"] = _translate(conn, jt.lookup, pairs["tag"], path)
-            long[name] = tagio.attach(keys, pairs)
-    return frame, long, late
+    lookups = {
+        n: _codes(conn, entity.fields[n].lookup, path)
+        for n in wanted
+        if entity.fields[n].lookup is not None
+    }
+    for frame in fetch_batches(conn, stmt, list(columns), path, rows):
+        for name, codes in lookups.items():
+            frame[name] = _translate(codes, frame[name])
+        long = {}
+        for name in inline:
+            storage = entity.fields[name].storage
+            if storage.chosen() == "delimited":
+                long[name] = tagio.split_delimited(
+                    frame[name], storage.delimited.separator, storage.delimited.wrap
+                )
+            else:
+                long[name] = tagio.split_json(frame[name])
+        yield frame, long, late
 
 
 def fetch_frame(conn, stmt, names: list[str], source: str | None = None) -> pd.DataFrame:
-    """The rows of `stmt` as a DataFrame, read the fastest way the driver allows.
+    """The rows of `stmt` as one DataFrame (see fetch_batches)."""
+    return next(fetch_batches(conn, stmt, names, source))
+
+
+def fetch_batches(conn, stmt, names: list[str], source: str | None = None, rows: int | None = None):
+    """The rows of `stmt` as DataFrames of at most `rows` rows (one, maybe empty, for None), read
+    the fastest way the driver allows.
 
     SQLAlchemy compiles the statement (quoted identifiers, bound parameters); its per-row Result
     objects are skipped. SQLite files and PostgreSQL (given the `source` URL) are read by ADBC
     straight into Arrow; where ADBC cannot (SQLite lets one column hold numbers and text), and
-    for every other driver, rows are fetched on the driver's own cursor in chunks and turned
+    for every other driver, rows are fetched on the driver's own server-side cursor and turned
     into Arrow column by column.
     Integers with nulls stay exact (Int64), decimals stay Decimal until the dictionary types them.
     """
@@ -169,37 +191,65 @@ def fetch_frame(conn, stmt, names: list[str], source: str | None = None) -> pd.D
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params = compiled.construct_params(escape_names=False)
     args = tuple(params[k] for k in compiled.positiontup) if compiled.positional else params
-    arrow = _adbc_fetch(stmt, compiled, args, source)
-    if arrow is not None:
-        return _to_pandas(arrow.rename_columns(names))
-    cursor = conn.connection.driver_connection.cursor()
+    done = 0
+    tables = _adbc_batches(stmt, source, rows)
+    if tables is not None:
+        try:
+            for table in tables:
+                done += table.num_rows
+                yield _to_pandas(table.rename_columns(names))
+            return
+        except Exception:
+            # SQLite's ADBC driver types columns by their first rows and stops at a mixed one;
+            # the cursor re-reads the same file in the same order, skipping what was given
+            if make_url(source).get_backend_name() != "sqlite":
+                raise
+    chunk = rows or CHUNK_ROWS
+    given = 0
+    cursor = _cursor(conn.connection.driver_connection, stream=rows is not None)
     try:
         cursor.execute(str(compiled), args)
+        skip = done
+        while skip and (seen := cursor.fetchmany(min(skip, chunk))):
+            skip -= len(seen)
         parts = []
-        while rows := cursor.fetchmany(CHUNK_ROWS):
-            parts.append(
-                pa.table(
-                    {
-                        n: _arrow_column(c)
-                        for n, c in zip(names, zip(*rows, strict=True), strict=True)
-                    }
-                )
+        while batch := cursor.fetchmany(chunk):
+            table = pa.table(
+                {n: _arrow_column(c) for n, c in zip(names, zip(*batch, strict=True), strict=True)}
             )
+            if rows is None:
+                parts.append(table)
+                continue
+            given += 1
+            yield _to_pandas(table)
     except conn.dialect.loaded_dbapi.Error as exc:
         raise sa.exc.DBAPIError(str(compiled), args, exc) from exc
     finally:
         cursor.close()
-    if not parts:
-        return pd.DataFrame({n: pd.Series(dtype=object) for n in names})
-    return (
-        pd.concat([_to_pandas(t) for t in parts], ignore_index=True)
-        if len(parts) > 1
-        else _to_pandas(parts[0])
-    )
+    if rows is None:
+        yield _to_pandas(pa.concat_tables(parts)) if parts else _empty(names)
+    elif not given and not done:
+        yield _empty(names)
 
 
-def _adbc_fetch(stmt, compiled, args, source: str | None) -> pa.Table | None:
-    """The result as Arrow through an ADBC driver, or None where there is none for `source`."""
+def _cursor(raw, stream: bool):
+    """The driver's own cursor; for a streamed read one that fetches from the server as it goes,
+    where the driver has one (the default MySQL cursors hold the whole result in memory)."""
+    driver = type(raw).__module__.split(".")[0]
+    if stream and driver in ("pymysql", "MySQLdb"):
+        return raw.cursor(importlib.import_module(f"{driver}.cursors").SSCursor)
+    if stream and driver in ("psycopg", "psycopg2"):
+        return raw.cursor(name=f"reconcile_{secrets.token_hex(4)}")
+    return raw.cursor()
+
+
+def _empty(names: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({n: pd.Series(dtype=object) for n in names})
+
+
+def _adbc_batches(stmt, source: str | None, rows: int | None):
+    """The result as Arrow tables of at most `rows` rows through an ADBC driver, or None where
+    there is none for `source`."""
     if source is None:
         return None
     try:
@@ -210,23 +260,45 @@ def _adbc_fetch(stmt, compiled, args, source: str | None) -> pa.Table | None:
             and _adbc_sqlite is not None
             and parsed.database not in (None, "", ":memory:")
         ):
-            with _adbc_sqlite.connect(f"file:{parsed.database}?mode=ro") as adbc:
-                cursor = adbc.cursor()
-                cursor.execute(str(compiled), args)
-                return cursor.fetch_arrow_table()
-        if backend == "postgresql" and _adbc_postgresql is not None:
+            compiled = stmt.compile(
+                dialect=sqlite_dialect.dialect(), compile_kwargs={"render_postcompile": True}
+            )
+            params = compiled.construct_params(escape_names=False)
+            args = tuple(params[k] for k in compiled.positiontup)
+            adbc = _adbc_sqlite.connect(f"file:{parsed.database}?mode=ro")
+        elif backend == "postgresql" and _adbc_postgresql is not None:
             # libpq takes $1 placeholders; the psycopg dialect adds the casts that type them
             dollar = postgresql.psycopg.dialect(paramstyle="numeric_dollar")
-            pg = stmt.compile(dialect=dollar, compile_kwargs={"render_postcompile": True})
-            params = pg.construct_params(escape_names=False)
+            compiled = stmt.compile(dialect=dollar, compile_kwargs={"render_postcompile": True})
+            params = compiled.construct_params(escape_names=False)
+            args = tuple(params[k] for k in compiled.positiontup)
             libpq = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-            with _adbc_postgresql.connect(libpq) as adbc:
-                cursor = adbc.cursor()
-                cursor.execute(str(pg), tuple(params[k] for k in pg.positiontup))
-                return cursor.fetch_arrow_table()
+            adbc = _adbc_postgresql.connect(libpq)
+        else:
+            return None
+        cursor = adbc.cursor()
+        cursor.execute(str(compiled), args)
+        reader = cursor.fetch_record_batch()
     except Exception:  # whatever ADBC cannot do, the database's own cursor does
         return None
-    return None
+    return _rebatch(adbc, cursor, reader, rows)
+
+
+def _rebatch(adbc, cursor, reader: pa.RecordBatchReader, rows: int | None):
+    """The reader's batches gathered into tables of at most `rows` rows (all of them for None)."""
+    with adbc, cursor:  # the reader lives as long as its cursor
+        held, count, given = [], 0, False
+        for batch in reader:
+            while batch.num_rows:
+                take = batch if rows is None else batch.slice(0, rows - count)
+                held.append(take)
+                count += take.num_rows
+                batch = batch.slice(take.num_rows)
+                if rows is not None and count == rows:
+                    yield pa.Table.from_batches(held, schema=reader.schema)
+                    held, count, given = [], 0, True
+        if held or not given:  # an empty result is one empty table
+            yield pa.Table.from_batches(held, schema=reader.schema)
 
 
 def _arrow_column(values: tuple) -> pa.Array:
@@ -266,13 +338,17 @@ def _column(entity: Entity, name: str) -> str:
     return entity.fields[name].column or name
 
 
-def _translate(conn, lookup: Lookup, ids: pd.Series, path=None) -> pd.Series:
-    """Ids into codes through a lookup table; an id the table lacks stays as '#id'."""
+def _codes(conn, lookup: Lookup, path=None) -> pd.Series:
+    """A lookup table as code by id text."""
     stmt = sa.select(sa.column(lookup.key), sa.column(lookup.code)).select_from(
         sql_table(lookup.table)
     )
     table = fetch_frame(conn, stmt, ["key", "code"], path)
-    codes = pd.Series(as_text(table["code"]).to_numpy(), index=as_text(table["key"]).to_numpy())
+    return pd.Series(as_text(table["code"]).to_numpy(), index=as_text(table["key"]).to_numpy())
+
+
+def _translate(codes: pd.Series, ids: pd.Series) -> pd.Series:
+    """Ids into codes; an id the lookup lacks stays as '#id'."""
     text = as_text(ids)
     out = text.map(codes)
     unknown = text.notna() & out.isna()
