@@ -93,8 +93,11 @@ class Finding:
         return asdict(self)
 
 
+_EMPTY = pd.DataFrame({c: pd.Series(dtype="string") for c in COLUMNS})
+
+
 def empty() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="string") for c in COLUMNS})
+    return _EMPTY.copy()
 
 
 def make(entity: str, kind: str, **columns) -> pd.DataFrame:

@@ -80,22 +80,27 @@ def _scalar(fmap: FieldMap, src: Extracted, sfield: Field, tgt_entity: Entity, o
         compare &= ~src.bad[fmap.source]
     if fmap.values or fmap.drop or sfield.kind.name == "enum":
         codes = as_text(values)
-        mapped = codes.map({k: v.to for k, v in fmap.values.items() if v.to is not None})
-        known = codes.isin(list(fmap.values))
-        dropped = codes.isin(fmap.drop)
-        unmapped = codes.notna() & ~known & ~dropped
+        distinct = Distinct(codes)
+        u = distinct.values
+        mapped = u.map({k: v.to for k, v in fmap.values.items() if v.to is not None})
+        dropped = u.isin(fmap.drop)
+        unmapped = u.notna() & ~u.isin(list(fmap.values)) & ~dropped
         if fmap.unmapped == "pass":
-            mapped = mapped.where(~unmapped, codes)
+            mapped = mapped.where(~unmapped, u)
         elif fmap.unmapped == "default":
             mapped = mapped.where(~unmapped, fmap.default)
         elif unmapped.any():
-            out.flag(out.unmapped, fmap.target, fmap.source, unmapped, codes)
-            compare &= ~unmapped
-        compare &= ~dropped
-        values = mapped
+            every = distinct.spread(unmapped)
+            out.flag(out.unmapped, fmap.target, fmap.source, every, codes)
+            compare &= ~every
+        if dropped.any():
+            compare &= ~distinct.spread(dropped)
         how += " → value map"
-        _set_fields(fmap, codes, tgt_entity, out)
-    expected, bad_type = coerce(values, tfield)
+        _set_fields(fmap, distinct, tgt_entity, out)
+        expected, bad_type = (distinct.spread(c) for c in coerce(mapped, tfield))
+        values = distinct.spread(mapped)
+    else:
+        expected, bad_type = coerce(values, tfield)
     if bad_type.any():
         out.flag(out.unparseable, fmap.target, fmap.source, bad_type, as_text(values))
         compare &= ~bad_type
@@ -104,7 +109,21 @@ def _scalar(fmap: FieldMap, src: Extracted, sfield: Field, tgt_entity: Entity, o
     )
 
 
-def _set_fields(fmap: FieldMap, codes: pd.Series, tgt_entity: Entity, out: Projection) -> None:
+class Distinct:
+    """A column's distinct values, so that work on enum codes and value maps is done once per
+    code and spread back over the records (a million records hold a dozen codes)."""
+
+    def __init__(self, values: pd.Series):
+        self.codes, uniques = pd.factorize(values, use_na_sentinel=False)
+        self.values = pd.Series(uniques, dtype=values.dtype)
+        self.index = values.index
+
+    def spread(self, result: pd.Series) -> pd.Series:
+        """A result computed on `values`, as one value per original record."""
+        return pd.Series(result.array.take(self.codes), index=self.index)
+
+
+def _set_fields(fmap: FieldMap, codes: Distinct, tgt_entity: Entity, out: Projection) -> None:
     """`set:` in a value map: other target fields implied by a source code (LOST → active=false)."""
     targets = sorted({t for v in fmap.values.values() for t in v.set})
     for name in targets:
@@ -113,15 +132,15 @@ def _set_fields(fmap: FieldMap, codes: pd.Series, tgt_entity: Entity, out: Proje
             for k, v in fmap.values.items()
             if name in v.set
         }
-        raw = codes.map(per_code)
+        raw = codes.values.map(per_code)
         expected, _ = coerce(raw.astype("string"), tgt_entity.fields[name])
         out.expectations.append(
             Expectation(
                 name,
                 "value",
                 fmap.source,
-                expected,
-                raw.notna(),
+                codes.spread(expected),
+                codes.spread(raw.notna()),
                 f"{fmap.source} → value map (set)",
             )
         )
