@@ -208,12 +208,16 @@ print(json.dumps({"rows_only_or_changed_old": counts["-"], "rows_only_or_changed
 """
 
 
-def measured(cmd: list[str], env: dict | None = None) -> dict:
+def measured(name: str, cmd: list[str], env: dict | None = None, limit: int = 900) -> dict:
     """Run `cmd` in its own process: wall seconds, peak RSS (MiB), exit code and stdout."""
+    print(f"measuring {name} ...", file=sys.stderr, flush=True)
     wrapper = (
         "import resource, subprocess, sys, time, json\n"
         "t = time.perf_counter()\n"
-        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "try:\n"
+        f"    p = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout={limit})\n"
+        "except subprocess.TimeoutExpired:\n"
+        f"    p = subprocess.CompletedProcess(sys.argv[1:], 124, '', 'gave up after {limit} s')\n"
         "wall = time.perf_counter() - t\n"
         "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
         "sys.stderr.write(p.stderr[-4000:])\n"
@@ -346,6 +350,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/reconcile-bench"))
     ap.add_argument("--partitions", type=int, default=1, help="reconcile run --partitions")
     ap.add_argument("--no-servers", dest="servers", action="store_false")
+    ap.add_argument("--reladiff-limit", type=int, default=300, help="seconds before giving up")
     ap.add_argument("--skip", default="", help="comma-separated: datacompy,duckdb,reladiff,raw")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -362,7 +367,7 @@ def main() -> None:
 
     results = {}
     cmd = [sys.executable, "-m", "reconcile.cli", "run", str(work), "--format", "json", "-q"]
-    rec = measured([*cmd, "--partitions", str(args.partitions)], env)
+    rec = measured("reconcile", [*cmd, "--partitions", str(args.partitions)], env)
     if rec["rc"] not in (0, 1):
         sys.exit(f"reconcile failed ({rec['rc']}):\n{rec['stderr']}")
     summary = json.loads(rec["out"])
@@ -370,20 +375,23 @@ def main() -> None:
     if "raw" not in skip:
         urls = ("mariadb", "postgresql") if args.servers else ("sqlite", "sqlite")
         results["raw"] = measured(
-            [sys.executable, "-c", RAW_FETCH, *urls, str(work), LEGACY_SQL, json.dumps(NEW_SQL)]
+            "raw fetch",
+            [sys.executable, "-c", RAW_FETCH, *urls, str(work), LEGACY_SQL, json.dumps(NEW_SQL)],
         )
     for name, script in (("datacompy", DATACOMPY), ("duckdb", DUCKDB)):
         if name not in skip:
-            results[name] = measured([sys.executable, "-c", script, str(work)])
+            results[name] = measured(name, [sys.executable, "-c", script, str(work)])
     if args.servers and "reladiff" not in skip:
         results["reladiff"] = measured(
+            "reladiff",
             [
                 sys.executable,
                 "-c",
                 RELADIFF,
                 MARIADB.replace(f"+{MYSQL_DRIVER}", "").split("?")[0],
                 POSTGRES.replace("+psycopg", ""),
-            ]
+            ],
+            limit=args.reladiff_limit,
         )
     report(args, summary, results)
 

@@ -94,67 +94,60 @@ def run_project(
             fields_read(emap, src_entity, "source"),
             fields_read(emap, tgt_entity, "target"),
         )
-        s_keyer = keyer(proj, emap, "source", src_entity)
-        t_keyer = keyer(proj, emap, "target", tgt_entity)
+        sides = [
+            (
+                side,
+                system,
+                entity,
+                names,
+                getattr(emap.scope, side),
+                keyer(proj, emap, side, entity),
+            )
+            for side, system, entity, names in (
+                ("source", proj.source, src_entity, s_names),
+                ("target", proj.target, tgt_entity, t_names),
+            )
+        ]
         with tempfile.TemporaryDirectory(prefix="reconcile-", dir=spill_dir) as spilled:
             if since is not None and since_mod.supported(emap, src_entity, tgt_entity):
                 progress(f"{name}: finding records changed since {since.isoformat()}")
                 ch = since_mod.changed(proj, emap, src_entity, tgt_entity, since)
                 result_changed[name] = ch
-                src = since_mod.read_changed(
-                    proj.source,
-                    src_entity,
-                    s_names,
-                    emap.scope.source,
-                    emap.link.uid.source,
-                    ch.keys,
-                    ch.source_ids,
+                src, tgt = (
+                    since_mod.read_changed(
+                        system,
+                        entity,
+                        names,
+                        scope,
+                        getattr(emap.link.uid, side),
+                        ch.keys,
+                        getattr(ch, f"{side}_ids"),
+                    )
+                    for side, system, entity, names, scope, _ in sides
                 )
-                tgt = since_mod.read_changed(
-                    proj.target,
-                    tgt_entity,
-                    t_names,
-                    emap.scope.target,
-                    emap.link.uid.target,
-                    ch.keys,
-                    ch.target_ids,
-                )
-                pieces = [(src, s_keyer(src.frame), tgt, t_keyer(tgt.frame))]
+                pieces = [(src, sides[0][5](src.frame), tgt, sides[1][5](tgt.frame))]
                 sizes = len(src.frame), len(tgt.frame)
             elif partitions > 1:
-                progress(
-                    f"{name}: reading {proj.source.name}.{emap.source} into {partitions} parts"
-                )
-                folder = Path(spilled)
-                s_sp = spill(
-                    proj.source,
-                    src_entity,
-                    s_names,
-                    emap.scope.source,
-                    s_keyer,
-                    partitions,
-                    folder / "source",
-                )
-                progress(
-                    f"{name}: reading {proj.target.name}.{emap.target} into {partitions} parts"
-                )
-                t_sp = spill(
-                    proj.target,
-                    tgt_entity,
-                    t_names,
-                    emap.scope.target,
-                    t_keyer,
-                    partitions,
-                    folder / "target",
-                )
+                spills = []
+                for side, system, entity, names, scope, key_of in sides:
+                    progress(
+                        f"{name}: reading {system.name}.{getattr(emap, side)} into {partitions} parts"
+                    )
+                    spills.append(
+                        spill(
+                            system, entity, names, scope, key_of, partitions, Path(spilled) / side
+                        )
+                    )
+                s_sp, t_sp = spills
                 pieces = ((*s_sp.load(p), *t_sp.load(p)) for p in range(partitions))
                 sizes = s_sp.records, t_sp.records
             else:
-                progress(f"{name}: reading {proj.source.name}.{emap.source}")
-                src = read_entity(proj.source, src_entity, s_names, emap.scope.source)
-                progress(f"{name}: reading {proj.target.name}.{emap.target}")
-                tgt = read_entity(proj.target, tgt_entity, t_names, emap.scope.target)
-                pieces = [(src, s_keyer(src.frame), tgt, t_keyer(tgt.frame))]
+                read = []
+                for side, system, entity, names, scope, _ in sides:
+                    progress(f"{name}: reading {system.name}.{getattr(emap, side)}")
+                    read.append(read_entity(system, entity, names, scope))
+                src, tgt = read
+                pieces = [(src, sides[0][5](src.frame), tgt, sides[1][5](tgt.frame))]
                 sizes = len(src.frame), len(tgt.frame)
             progress(f"{name}: {sizes[0]:,} old and {sizes[1]:,} new records; comparing")
             timings["extract"] += time.perf_counter() - tick

@@ -32,6 +32,11 @@ def part_of(key: pd.Series, n: int) -> np.ndarray:
     return np.where(key.isna().to_numpy(), 0, hashed % np.uint64(n)).astype(np.int64)
 
 
+def id_hash(ids: pd.Series) -> np.ndarray:
+    """64-bit hashes of record ids, to route join-table tags to their records' partitions."""
+    return pd.util.hash_array(ids.to_numpy(dtype=object), categorize=False)
+
+
 @dataclass
 class Spilled:
     """One side of an entity, written as `parts` partitions under `folder`."""
@@ -115,7 +120,7 @@ def spill(
         if out.empty is None:
             out.empty = frame.iloc[:0]
         if joined:
-            ids.append(pd.util.hash_array(frame[ROW_ID].to_numpy(dtype=object), categorize=False))
+            ids.append(id_hash(frame[ROW_ID]))
             where.append(part)
         out.records += len(frame)
         order = np.argsort(part, kind="stable")
@@ -164,7 +169,7 @@ def _route_join_tags(system, entity, out: Spilled, ids: np.ndarray, where: np.nd
     clash[:-1] |= same
     for k, name in enumerate(out.joined):
         for j, pairs in enumerate(join_tags(system, entity, name, rows)):
-            hashed = pd.util.hash_array(pairs["key"].to_numpy(dtype=object), categorize=False)
+            hashed = id_hash(pairs["key"])
             at = np.minimum(np.searchsorted(ids, hashed), len(ids) - 1)
             known = ids[at] == hashed
             for p in range(out.parts):
