@@ -334,6 +334,8 @@ def _tags(name, target, expected, actual, rs, rt, src_key, S, T, tgt_key, tfield
             )
         actual = actual[actual["tag"].isin(list(valid))]
         expected = expected[expected["tag"].isin(list(valid))]
+    expected = expected[expected["tag"].notna().to_numpy()]  # a missing tag is no tag
+    actual = actual[actual["tag"].notna().to_numpy()]
     # (matched pair, tag) as one integer per side: the comparison is two set differences
     pair_of_s = np.full(len(S), -1)
     pair_of_s[rs] = np.arange(len(rs))

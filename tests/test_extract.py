@@ -103,3 +103,30 @@ def test_join_table_tags_reach_their_records_even_when_id_hashes_collide(tmp_pat
     assert len(whole.findings) == 125
     assert split.findings.to_dict(orient="records") == whole.findings.to_dict(orient="records")
     assert split.transitions == whole.transitions
+
+
+def test_a_server_error_in_the_middle_of_an_arrow_stream_is_a_clear_source_error():
+    import sqlalchemy as sa
+
+    from reconcile.errors import SourceError
+    from tests.servers import fresh_database
+
+    gen = fresh_database("postgresql")
+    url = next(gen)
+    try:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:  # fails only after the first batches have arrived
+            conn.exec_driver_sql(
+                "CREATE VIEW v AS SELECT g AS id, (1 / (g - 1500000))::text AS x "
+                "FROM generate_series(1, 2000000) g"
+            )
+        engine.dispose()
+        stmt = sa.select(sa.column("id"), sa.column("x")).select_from(sql_extract.sql_table("v"))
+        with (
+            pytest.raises(SourceError, match="division by zero"),
+            sql_extract._reading(url, "v") as conn,
+        ):
+            for _ in sql_extract.fetch_batches(conn, stmt, ["id", "x"], url, 200_000):
+                pass
+    finally:
+        gen.close()

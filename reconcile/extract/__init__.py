@@ -92,7 +92,9 @@ def join_tags(system, entity: Entity, name: str, rows=None):
             hint="Declare the tags as delimited or json_array for file sources.",
         )
     for pairs in read_join_tags(system.url, entity, name, rows):
-        yield pd.DataFrame({"key": as_text(pairs["key"]), "tag": pairs["tag"]})
+        tags = pairs["tag"].astype("string")
+        keep = (tags.notna() & (tags.str.strip() != "")).fillna(False).to_numpy(dtype=bool)
+        yield pd.DataFrame({"key": as_text(pairs["key"])[keep], "tag": tags[keep]})
 
 
 def concat(parts: list[Extracted]) -> Extracted:

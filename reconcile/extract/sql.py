@@ -199,11 +199,16 @@ def fetch_batches(conn, stmt, names: list[str], source: str | None = None, rows:
                 done += table.num_rows
                 yield _to_pandas(table.rename_columns(names))
             return
-        except Exception:
-            # SQLite's ADBC driver types columns by their first rows and stops at a mixed one;
-            # the cursor re-reads the same file in the same order, skipping what was given
-            if make_url(source).get_backend_name() != "sqlite":
-                raise
+        except Exception as exc:
+            # SQLite's ADBC driver types columns by their first rows and stops at a mixed one:
+            # the cursor re-reads the same file in the same order, skipping what was given.
+            # Elsewhere the order is not certain, so only a failure before any rows is retried.
+            if done and make_url(source).get_backend_name() != "sqlite":
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise SourceError(
+                    f"reading from {redact(source)} failed: {reason}",
+                    hint="Check that the server is reachable and the query's tables and views.",
+                ) from None
     chunk = rows or CHUNK_ROWS
     given = 0
     cursor = _cursor(conn.connection.driver_connection, stream=rows is not None)
@@ -276,10 +281,15 @@ def _adbc_batches(stmt, source: str | None, rows: int | None):
             adbc = _adbc_postgresql.connect(libpq)
         else:
             return None
-        cursor = adbc.cursor()
+    except Exception:  # whatever ADBC cannot do, the database's own cursor does
+        return None
+    cursor = adbc.cursor()
+    try:
         cursor.execute(str(compiled), args)
         reader = cursor.fetch_record_batch()
-    except Exception:  # whatever ADBC cannot do, the database's own cursor does
+    except Exception:
+        cursor.close()
+        adbc.close()
         return None
     return _rebatch(adbc, cursor, reader, rows)
 
