@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .dictionary.model import Entity
+from .errors import OutputError
 from .extract import ROW_ID, Extracted, join_tags, joined_tags, stream_entity
 from .extract.tags import attach
 
@@ -132,7 +133,6 @@ def spill(
             rows_p = order[bounds[p] : bounds[p + 1]]
             if not len(rows_p):
                 continue
-            (folder / str(p)).mkdir(parents=True, exist_ok=True)
             base = folder / str(p) / f"c{i}"
             _write(frame.iloc[rows_p], base.with_suffix(".parquet"))
             renumber = np.full(len(frame), -1)
@@ -177,9 +177,16 @@ def _route_join_tags(system, entity, out: Spilled, ids: np.ndarray, where: np.nd
                 if clash.any():
                     mine |= known & np.isin(hashed, ids[clash & (where == p)])
                 if mine.any():
-                    (out.folder / str(p)).mkdir(parents=True, exist_ok=True)
                     _write(pairs[mine], out.folder / str(p) / f"j{k}.c{j}.parquet")
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write the partition file {path}: {exc.strerror or exc}",
+            hint="Point TMPDIR at a folder with room: a spilled run needs about as much disk "
+            "as the two tables take as Parquet.",
+        ) from None

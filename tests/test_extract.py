@@ -130,3 +130,21 @@ def test_a_server_error_in_the_middle_of_an_arrow_stream_is_a_clear_source_error
                 pass
     finally:
         gen.close()
+
+
+def test_a_spill_that_cannot_be_written_is_a_clear_output_error(tmp_path, monkeypatch):
+    import errno
+
+    from reconcile import spill
+    from reconcile.demo import prepare
+    from reconcile.errors import OutputError
+    from reconcile.project import load_project
+    from reconcile.run import run_project
+
+    def full_disk(*_, **__):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    prepare(tmp_path / "demo", n=1000)
+    monkeypatch.setattr(spill.pq, "write_table", full_disk)
+    with pytest.raises(OutputError, match="No space left on device"):
+        run_project(load_project(tmp_path / "demo"), partitions=2)
