@@ -457,23 +457,26 @@ def match(src_key: pd.Series, tgt_key: pd.Series, texts: dict | None = None) -> 
             columns[col] = pa.array(as_text(texts[name][side]).array, type=pa.large_string())
         return pa.table(columns)
 
-    carried = "".join(f", any_value({c}) AS {c}" for c in names.values())
-    unequal = "".join(f", sc.{c} IS DISTINCT FROM tc.{c} AS {c}" for c in names.values())
+    flags = "".join(f", s.{c} IS DISTINCT FROM t.{c} AS {c}" for c in names.values())
     con = duckdb.connect()
     try:
         con.register("s", table(src_key, 0))
         con.register("t", table(tgt_key, 1))
         rows = con.sql(
-            f"""
-            WITH sc AS (SELECT k, count(*) AS n, min(r) AS r{carried}
-                        FROM s WHERE k IS NOT NULL GROUP BY k),
-                 tc AS (SELECT k, count(*) AS n, min(r) AS r{carried}
-                        FROM t WHERE k IS NOT NULL GROUP BY k)
+            """
+            WITH sc AS (SELECT k, count(*) AS n, min(r) AS r FROM s WHERE k IS NOT NULL GROUP BY k),
+                 tc AS (SELECT k, count(*) AS n, min(r) AS r FROM t WHERE k IS NOT NULL GROUP BY k)
             SELECT sc.n AS sn, tc.n AS tn, sc.r AS rs, tc.r AS rt,
-                   sc.n > 1 AS s_dup, tc.n > 1 AS t_dup{unequal}
+                   sc.n > 1 AS s_dup, tc.n > 1 AS t_dup
             FROM sc FULL OUTER JOIN tc ON sc.k = tc.k
             """
         ).to_arrow_table()
+        # every pair sharing a key, texts compared; the pairs of repeated keys are left out below
+        compared = (
+            con.sql(f"SELECT s.r AS rs{flags} FROM s JOIN t ON s.k = t.k").to_arrow_table()
+            if names
+            else None
+        )
         dup_keys = {
             side: con.sql(
                 f"SELECT r FROM {side} WHERE k IN (SELECT k FROM {side} WHERE k IS NOT NULL "
@@ -498,15 +501,22 @@ def match(src_key: pd.Series, tgt_key: pd.Series, texts: dict | None = None) -> 
             return np.zeros(0, dtype=np.int64)
         return np.sort(table["r"].to_numpy())
 
+    rs = r_s[both].astype(np.int64)[order]
+    unequal = {}
+    if compared is not None:
+        at = compared["rs"].to_numpy()
+        single = np.isin(at, rs)  # keys once on each side: one row per source row
+        where = np.argsort(at[single])
+        unequal = {
+            name: compared[col].to_numpy(zero_copy_only=False)[single][where]
+            for name, col in names.items()
+        }
     return Match(
-        rs=r_s[both].astype(np.int64)[order],
+        rs=rs,
         rt=r_t[both].astype(np.int64)[order],
         lost=np.sort(r_s[(sn == 1) & np.isnan(tn)].astype(np.int64)),
         extra=np.sort(r_t[(tn == 1) & np.isnan(sn)].astype(np.int64)),
         s_dup=dups("s"),
         t_dup=dups("t"),
-        unequal={
-            name: rows[col].to_numpy(zero_copy_only=False)[both][order]
-            for name, col in names.items()
-        },
+        unequal=unequal,
     )
