@@ -34,8 +34,15 @@ def part_of(key: pd.Series, n: int) -> np.ndarray:
 
 
 def id_hash(ids: pd.Series) -> np.ndarray:
-    """64-bit hashes of record ids, to route join-table tags to their records' partitions."""
-    return pd.util.hash_array(ids.to_numpy(dtype=object), categorize=False)
+    """Two independent 64-bit hashes of each record id (n x 2), to route join-table tags to
+    their records' partitions: ids that share both are taken as the same id."""
+    values = ids.to_numpy(dtype=object)
+    return np.column_stack(
+        [
+            pd.util.hash_array(values, categorize=False),
+            pd.util.hash_array(values, hash_key="reconcile-route2", categorize=False),
+        ]
+    )
 
 
 @dataclass
@@ -154,28 +161,32 @@ def spill(
 
 
 def _route_join_tags(system, entity, out: Spilled, ids: np.ndarray, where: np.ndarray, rows):
-    """Join-table tags into the partitions of their records, found by the hash of the record id.
+    """Join-table tags into the partition of their record, found by the id's hashes.
 
-    Two ids with one hash send their tags to both partitions; attaching by the exact id there
-    keeps the result exact. Tags of records out of scope go nowhere.
+    As in a whole run, an id held by two records (a view with no primary key) gives its tags to
+    the first in read order. Tags of records out of scope go nowhere.
     """
     if not len(ids):
         return
-    order = np.argsort(ids, kind="stable")
+    order = np.lexsort((ids[:, 1], ids[:, 0]))  # stable: equal ids stay in read order
     ids, where = ids[order], where[order]
-    clash = np.zeros(len(ids), dtype=bool)
-    same = ids[1:] == ids[:-1]
-    clash[1:] |= same
-    clash[:-1] |= same
+    first = np.ones(len(ids), dtype=bool)
+    first[1:] = (ids[1:] != ids[:-1]).any(axis=1)
+    ids, where = ids[first], where[first]
     for k, name in enumerate(out.joined):
         for j, pairs in enumerate(join_tags(system, entity, name, rows)):
-            hashed = id_hash(pairs["key"])
-            at = np.minimum(np.searchsorted(ids, hashed), len(ids) - 1)
-            known = ids[at] == hashed
+            hashed = id_hash(pairs["key"]).reshape(-1, 2)
+            lo = np.searchsorted(ids[:, 0], hashed[:, 0], side="left")
+            hi = np.searchsorted(ids[:, 0], hashed[:, 0], side="right")
+            part = np.full(len(pairs), -1)
+            one = (hi - lo == 1) & (ids[np.minimum(lo, len(ids) - 1), 1] == hashed[:, 1])
+            part[one] = where[lo[one]]
+            for i in np.flatnonzero(hi - lo > 1):  # ids sharing their first hash: rare
+                same = np.flatnonzero(ids[lo[i] : hi[i], 1] == hashed[i, 1])
+                if len(same):
+                    part[i] = where[lo[i] + same[0]]
             for p in range(out.parts):
-                mine = known & (where[at] == p)
-                if clash.any():
-                    mine |= known & np.isin(hashed, ids[clash & (where == p)])
+                mine = part == p
                 if mine.any():
                     _write(pairs[mine], out.folder / str(p) / f"j{k}.c{j}.parquet")
 

@@ -97,7 +97,13 @@ def test_join_table_tags_reach_their_records_even_when_id_hashes_collide(tmp_pat
     proj = load_project(tmp_path / "demo")
     whole = run_project(proj)
     real = spill.id_hash
-    monkeypatch.setattr(spill, "id_hash", lambda ids: real(ids) % np.uint64(7))  # collide a lot
+
+    def collide(ids):  # the first hash of many ids the same
+        hashed = real(ids)
+        hashed[:, 0] %= np.uint64(7)
+        return hashed
+
+    monkeypatch.setattr(spill, "id_hash", collide)
     monkeypatch.setattr(spill, "CHUNK_ROWS", 150)
     split = run_project(proj, partitions=5)
     assert len(whole.findings) == 125
@@ -148,3 +154,47 @@ def test_a_spill_that_cannot_be_written_is_a_clear_output_error(tmp_path, monkey
     monkeypatch.setattr(spill.pq, "write_table", full_disk)
     with pytest.raises(OutputError, match="No space left on device"):
         run_project(load_project(tmp_path / "demo"), partitions=2)
+
+
+def test_a_repeated_id_gives_its_join_table_tags_to_its_first_record_in_partitions_too(
+    tmp_path, monkeypatch
+):
+    from reconcile.project import load_project
+    from reconcile.run import run_project
+    from tests import test_diff_cases
+
+    no_key = ["id INTEGER", *test_diff_cases.COLUMNS["deals"][1:]]  # as a view would have it
+    monkeypatch.setitem(test_diff_cases.COLUMNS, "deals", no_key)
+    case = {
+        "add": {
+            "opps": [
+                {
+                    "id": 4,
+                    "uid": "u4",
+                    "stage": "A",
+                    "amount": 1,
+                    "closes": None,
+                    "created": "2025-11-01 10:00:00",
+                    "deleted": 0,
+                    "tags": "Q4",
+                }
+            ],
+            "deals": [
+                {
+                    "id": 102,
+                    "legacy_uid": "u4",
+                    "stage": "a",
+                    "active": 1,
+                    "amount": 1,
+                    "closes": None,
+                    "created": "2025-11-01 02:00:00",
+                }
+            ],
+        }
+    }
+    proj = load_project(test_diff_cases.make_project(tmp_path / "p", case))
+    whole = run_project(proj).findings
+    assert ("missing_tag", "u4") in set(zip(whole["kind"], whole["uid"], strict=True))
+    for n in (2, 3, 4, 5):
+        split = run_project(proj, partitions=n).findings
+        assert split.to_dict(orient="records") == whole.to_dict(orient="records"), n
