@@ -190,7 +190,8 @@ run_options = [
         type=click.IntRange(1, 4096),
         default=1,
         show_default=True,
-        help="Diff the records in this many independent UID-hash partitions.",
+        help="Stream both sides into this many UID-hash partitions on disk ($TMPDIR) and diff "
+        "one at a time: memory follows a partition, not the table.",
     ),
     click.option(
         "--stale-days",

@@ -98,11 +98,12 @@ def _scalar(fmap: FieldMap, src: Extracted, sfield: Field, tgt_entity: Entity, o
         how += " → value map"
         _set_fields(fmap, distinct, tgt_entity, out)
         expected, bad_type = (distinct.spread(c) for c in coerce(mapped, tfield))
-        values = distinct.spread(mapped)
     else:
+        distinct = None
         expected, bad_type = coerce(values, tfield)
-    if bad_type.any():
-        out.flag(out.unparseable, fmap.target, fmap.source, bad_type, as_text(values))
+    if bad_type.any():  # rare: only then are the mapped codes spread over every record
+        shown = values if distinct is None else distinct.spread(mapped)
+        out.flag(out.unparseable, fmap.target, fmap.source, bad_type, as_text(shown))
         compare &= ~bad_type
     out.expectations.append(
         Expectation(fmap.target, fmap.role, fmap.source, expected, compare, how, fmap.tolerance)

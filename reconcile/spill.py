@@ -133,6 +133,8 @@ def spill(
         out.records += len(frame)
         order = np.argsort(part, kind="stable")
         bounds = np.searchsorted(part[order], np.arange(parts + 1))
+        renumber = np.empty(len(frame), dtype=np.int64)  # each record's row in its partition
+        renumber[order] = np.arange(len(frame)) - bounds[part[order]]
         tag_parts = {
             name: part[chunk.tags[name]["row"].to_numpy()] for name in inline
         }  # the partition of each tag's record
@@ -142,8 +144,6 @@ def spill(
                 continue
             base = folder / str(p) / f"c{i}"
             _write(frame.iloc[rows_p], base.with_suffix(".parquet"))
-            renumber = np.full(len(frame), -1)
-            renumber[rows_p] = np.arange(len(rows_p))
             for k, name in enumerate(inline):
                 long = chunk.tags[name][tag_parts[name] == p]
                 _write(
