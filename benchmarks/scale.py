@@ -418,6 +418,10 @@ def report(args, summary: dict, results: dict) -> None:
         f"  extract {t['extract']:.1f} s, {summary['findings']['total']} findings, "
         f"--partitions {args.partitions}"
     )
+    print(
+        f"{'':34} {'':8} {'':9} {'':8}  compare = mapping {t['project']:.2f} s + diff "
+        f"{t['diff']:.2f} s + transitions and stale records {t['extras']:.2f} s"
+    )
     raw = out("raw")
     if raw:
         print(
@@ -439,11 +443,18 @@ def report(args, summary: dict, results: dict) -> None:
 
     print("\nbars (issue 6):")
     dc, duck = out("datacompy"), out("duckdb")
+    # datacompy's time leaves out the mapping (done by hand before it); DuckDB's includes it.
+    # Transitions and stale records are reconcile's alone and counted against it nowhere.
     if dc:
-        print(f"  diff stage vs datacompy: {dc['diff_s'] / t['compare']:.1f}x faster (bar: >= 5x)")
-    if duck:
         print(
-            f"  diff stage vs DuckDB reference: {t['compare'] / duck['diff_s']:.2f}x (bar: <= 1.5x)"
+            f"  diff vs datacompy compare (both without the mapping): "
+            f"{dc['diff_s'] / t['diff']:.1f}x faster (bar: >= 5x)"
+        )
+    if duck:
+        mapped = t["project"] + t["diff"]
+        print(
+            f"  mapping + diff vs DuckDB reference (mapping in SQL + join): "
+            f"{mapped / duck['diff_s']:.2f}x (bar: <= 1.5x)"
         )
     if raw:
         fetch = sum(v for k, v in raw.items() if "not the path" not in k)

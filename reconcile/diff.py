@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -117,7 +118,9 @@ def diff_entity(
         }
 
     if proj.unmapped or proj.unparseable:
-        target_of = pd.Series(T[ROW_ID].iloc[rt].to_numpy(), index=rs)
+        partner = np.full(len(S), -1)  # the target row matched to each source row
+        partner[rs] = rt
+        target_of = (partner, T[ROW_ID])
         for kind, flagged in (
             ("unmapped_value", proj.unmapped),
             ("unparseable_value", proj.unparseable),
@@ -232,12 +235,18 @@ def _source_side(name, kind, S, src_key, target_of, target, source, rows, raw):
         kind,
         uid=src_key.iloc[rows].reset_index(drop=True),
         source_id=S[ROW_ID].iloc[rows].reset_index(drop=True),
-        target_id=pd.Series(target_of.reindex(rows).to_numpy(), dtype="string"),
+        target_id=_at(target_of[1], target_of[0][rows]),
         field=target,
         old_value=raw.astype("string").reset_index(drop=True),
         suggestion=what,
         derivation=f"{source} → {target}",
     )
+
+
+def _at(values: pd.Series, rows: np.ndarray) -> pd.Series:
+    """values at positions `rows`; NA where a row is -1."""
+    got = values.iloc[np.maximum(rows, 0)].reset_index(drop=True).astype("string")
+    return got.mask(rows < 0)
 
 
 def _target_rows(name, kind, T, tgt_key, field, mask, values, suggestion, fdef=None):
@@ -447,8 +456,6 @@ def match(src_key: pd.Series, tgt_key: pd.Series, texts: dict | None = None) -> 
     texts in the same pass. A key repeated on one side shows in the join as a row of the other
     side paired more than once, or, unpaired, among the few rows left alone.
     """
-    import duckdb
-
     texts = texts or {}
     names = {name: f"v{i}" for i, name in enumerate(texts)}
 
@@ -458,7 +465,13 @@ def match(src_key: pd.Series, tgt_key: pd.Series, texts: dict | None = None) -> 
             columns[col] = pa.array(as_text(texts[name][side]).array, type=pa.large_string())
         return pa.table(columns)
 
-    flags = "".join(f", s.{c} IS DISTINCT FROM t.{c} AS {c}" for c in names.values())
+    # which texts differ, as the bits of one integer per pair (62 texts to an integer)
+    words: dict[str, list[str]] = {}
+    for i, c in enumerate(names.values()):
+        words.setdefault(f"d{i // 62}", []).append(
+            f"(CASE WHEN s.{c} IS DISTINCT FROM t.{c} THEN {1 << (i % 62)} ELSE 0 END)"
+        )
+    flags = "".join(f", {' + '.join(bits)} AS {word}" for word, bits in words.items())
     con = duckdb.connect()
     try:
         con.register("s", table(src_key, 0))
@@ -484,9 +497,8 @@ def match(src_key: pd.Series, tgt_key: pd.Series, texts: dict | None = None) -> 
     slot = np.full(len(src_key), -1)
     slot[s_rows[pairs]] = pairs
     pairs = slot[slot >= 0]
-    unequal = {
-        name: joined[col].to_numpy(zero_copy_only=False)[pairs] for name, col in names.items()
-    }
+    bits = {word: joined[word].to_numpy()[pairs] for word in words}
+    unequal = {name: (bits[f"d{i // 62}"] >> (i % 62)) & 1 == 1 for i, name in enumerate(names)}
     return Match(
         rs=s_rows[pairs],
         rt=t_rows[pairs],

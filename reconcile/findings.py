@@ -104,17 +104,18 @@ def make(entity: str, kind: str, **columns) -> pd.DataFrame:
     """Findings of one kind from columns of equal length (scalars are broadcast)."""
     lengths = {len(v) for v in columns.values() if isinstance(v, pd.Series | list)}
     n = lengths.pop() if lengths else 1
-    frame = pd.DataFrame(index=range(n))
+    if n == 0:
+        return empty()
+    given = {"entity": entity, "kind": kind, "severity": SEVERITY[kind], "status": "open"}
+    data = {}
     for col in COLUMNS[1:]:
-        value = columns.get(col)
+        value = given.get(col, columns.get(col))
         if isinstance(value, pd.Series):
-            value = value.to_numpy()
-        frame[col] = (
-            pd.Series(value, index=frame.index, dtype="string") if value is not None else pd.NA
-        )
-    frame["entity"], frame["kind"], frame["severity"] = entity, kind, SEVERITY[kind]
-    frame["status"] = "open"
-    return frame.astype("string")
+            value = value.to_numpy(dtype=object, na_value=None)
+        elif not isinstance(value, list):
+            value = [value] * n
+        data[col] = pd.array(value, dtype="string")
+    return pd.DataFrame(data)
 
 
 def finish(parts: list[pd.DataFrame]) -> pd.DataFrame:

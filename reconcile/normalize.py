@@ -13,7 +13,7 @@ import pandas as pd
 
 from .dictionary.model import Entity, Field
 from .extract import Extracted
-from .extract.types import as_text, coerce
+from .extract.types import all_false, as_text, coerce
 from .mapping.model import EntityMap, FieldMap, Tolerance
 from .mapping.transforms import apply_steps
 
@@ -97,7 +97,9 @@ def _scalar(fmap: FieldMap, src: Extracted, sfield: Field, tgt_entity: Entity, o
             compare &= ~distinct.spread(dropped)
         how += " → value map"
         _set_fields(fmap, distinct, tgt_entity, out)
-        expected, bad_type = (distinct.spread(c) for c in coerce(mapped, tfield))
+        expected, bad_type = coerce(mapped, tfield)
+        expected = distinct.spread(expected)
+        bad_type = distinct.spread(bad_type) if bad_type.any() else all_false(values)
     else:
         distinct = None
         expected, bad_type = coerce(values, tfield)

@@ -7,11 +7,14 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import findings as fz
 from . import since as since_mod
@@ -38,7 +41,7 @@ class RunResult:
     findings: pd.DataFrame
     records: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
-    timings: dict[str, float] = field(default_factory=dict)  # extract / compare, in seconds
+    timings: dict[str, float] = field(default_factory=dict)  # seconds by stage
     transitions: dict[str, dict] = field(default_factory=dict)  # entity -> state field -> cells
     stale: dict[str, dict] = field(default_factory=dict)  # entity -> open records not updated
     lifecycle: dict = field(default_factory=dict)  # new, persisting, reopened, accepted, resolved
@@ -82,7 +85,9 @@ def run_project(
     clock = time.perf_counter()
     parts: list[pd.DataFrame] = []
     records: dict[str, dict[str, int]] = {}
-    timings = {"extract": 0.0, "compare": 0.0}
+    # compare is everything after extract; project, diff and extras (transitions, stale records)
+    # are its parts, apart from reading spilled partitions back
+    timings = {"extract": 0.0, "compare": 0.0, "project": 0.0, "diff": 0.0, "extras": 0.0}
     moves: dict[str, dict] = {}
     stale: dict[str, dict | None] = {}
     result_changed: dict = {}
@@ -125,7 +130,7 @@ def run_project(
                     )
                     for side, system, entity, names, scope, _ in sides
                 )
-                pieces = [(src, sides[0][5](src.frame), tgt, sides[1][5](tgt.frame))]
+                pieces = [(src, None, tgt, None)]
                 sizes = len(src.frame), len(tgt.frame)
             elif partitions > 1:
                 spills = []
@@ -147,33 +152,38 @@ def run_project(
                     progress(f"{name}: reading {system.name}.{getattr(emap, side)}")
                     read.append(read_entity(system, entity, names, scope))
                 src, tgt = read
-                pieces = [(src, sides[0][5](src.frame), tgt, sides[1][5](tgt.frame))]
+                pieces = [(src, None, tgt, None)]  # keyed below, as part of the diff
                 sizes = len(src.frame), len(tgt.frame)
             progress(f"{name}: {sizes[0]:,} old and {sizes[1]:,} new records; comparing")
             timings["extract"] += time.perf_counter() - tick
             tick = time.perf_counter()
             matched, cells, stale_parts = 0, [], []
             for s_part, s_key, t_part, t_key in pieces:
-                projection = project(emap, s_part, src_entity, tgt_entity)
-                found, rs, rt = diff_entity(
-                    name,
-                    emap,
-                    s_part,
-                    t_part,
-                    s_key,
-                    t_key,
-                    projection,
-                    src_entity,
-                    tgt_entity,
-                    as_of,
-                )
+                with _timed(timings, "project"):
+                    projection = project(emap, s_part, src_entity, tgt_entity)
+                with _timed(timings, "diff"):
+                    if s_key is None:
+                        s_key, t_key = sides[0][5](s_part.frame), sides[1][5](t_part.frame)
+                    found, rs, rt = diff_entity(
+                        name,
+                        emap,
+                        s_part,
+                        t_part,
+                        s_key,
+                        t_key,
+                        projection,
+                        src_entity,
+                        tgt_entity,
+                        as_of,
+                    )
                 parts += found
                 matched += len(rs)
-                cells.append(transitions(projection, s_part.frame, t_part.frame, rs, rt))
-                if name not in result_changed:
-                    stale_parts.append(
-                        stale_records(t_part.frame, emap, tgt_entity, as_of, stale_days)
-                    )
+                with _timed(timings, "extras"):
+                    cells.append(transitions(projection, s_part.frame, t_part.frame, rs, rt))
+                    if name not in result_changed:
+                        stale_parts.append(
+                            stale_records(t_part.frame, emap, tgt_entity, as_of, stale_days)
+                        )
         records[name] = {"source": sizes[0], "target": sizes[1], "matched": matched}
         moves[name] = merge_transitions(cells)
         if name in result_changed:  # a partial run reads the few columns stale records need
@@ -189,9 +199,10 @@ def run_project(
         stale[name] = merge_stale(stale_parts)
         timings["compare"] += time.perf_counter() - tick
     tick = time.perf_counter()
-    findings = fz.finish(parts)
-    known = accepted_differences(proj, as_of)
-    findings.loc[findings["fingerprint"].isin(list(known)), "status"] = "accepted"
+    with _timed(timings, "diff"):
+        findings = fz.finish(parts)
+        known = accepted_differences(proj, as_of)
+        findings.loc[findings["fingerprint"].isin(list(known)), "status"] = "accepted"
     result = RunResult(new_run_id(started), started, as_of, findings, records)
     result.transitions = moves
     result.changed = result_changed
@@ -200,6 +211,15 @@ def run_project(
     result.seconds = round(time.perf_counter() - clock, 3)
     result.timings = {k: round(v, 3) for k, v in timings.items()}
     return result
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str):
+    tick = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] += time.perf_counter() - tick
 
 
 def merge_transitions(parts: list[dict[str, list[dict]]]) -> dict[str, list[dict]]:
@@ -319,8 +339,12 @@ def fields_read(emap: EntityMap, entity: Entity, side: str) -> list[str]:
 
 def key_text(values: pd.Series) -> pd.Series:
     """Link keys as trimmed text; blank is no key."""
-    text = as_text(values).str.strip()
-    return text.mask(text == "")
+    text = pa.array(as_text(values).array, type=pa.large_string())
+    text = pc.utf8_trim_whitespace(text)
+    blank = pc.equal(text, "")
+    if pc.any(blank).as_py():  # if_else copies every string: only when there is a blank
+        text = pc.if_else(blank, None, text)
+    return pd.Series(pd.StringDtype().__from_arrow__(text), index=values.index)
 
 
 def keyer(proj: Project, emap: EntityMap, side: str, entity: Entity):

@@ -11,9 +11,24 @@ from reconcile.extract.tags import split_json
 from tests.test_diff_cases import SPEC, run_case
 
 
+@pytest.fixture
+def arrow_reads(monkeypatch) -> list:
+    """Each Arrow stream reconcile reads (ADBC, connectorx): the fast path must not fall back
+    to the cursor without anyone noticing."""
+    streams, real = [], sql_extract._rebatch
+
+    def counted(reader, rows, *resources):
+        streams.append(reader)
+        return real(reader, rows, *resources)
+
+    monkeypatch.setattr(sql_extract, "_rebatch", counted)
+    return streams
+
+
 @pytest.mark.parametrize("case", SPEC["cases"], ids=[c["name"] for c in SPEC["cases"]])
-def test_the_arrow_path_and_the_cursor_path_find_the_same(case, tmp_path, monkeypatch):
+def test_the_arrow_path_and_the_cursor_path_find_the_same(case, tmp_path, monkeypatch, arrow_reads):
     fast = run_case(case, tmp_path / "fast").findings
+    assert arrow_reads, "the SQLite files were not read by ADBC"
     monkeypatch.setattr(sql_extract, "_adbc_sqlite", None)
     monkeypatch.setattr(sql_extract, "_adbc_postgresql", None)
     slow = run_case(case, tmp_path / "slow").findings
@@ -30,7 +45,9 @@ def test_json_tags_already_decoded_by_the_driver_are_read_as_lists():
     ]
 
 
-def test_postgresql_through_adbc_and_through_psycopg_find_the_same(tmp_path, monkeypatch, run_cli):
+def test_postgresql_through_adbc_and_through_psycopg_find_the_same(
+    tmp_path, monkeypatch, run_cli, arrow_reads
+):
     import json
     import shutil
     from pathlib import Path
@@ -47,6 +64,7 @@ def test_postgresql_through_adbc_and_through_psycopg_find_the_same(tmp_path, mon
         monkeypatch.setenv("LEGACY_URL", legacy)
         monkeypatch.setenv("MODERN_URL", modern)
         fast = json.loads(run_cli("run", root, "--format", "json", "-q").stdout)
+        assert len(arrow_reads) >= 3  # MariaDB by connectorx; PostgreSQL's deals and tags by ADBC
         monkeypatch.setattr(sql_extract, "_adbc_postgresql", None)
         slow = json.loads(run_cli("run", root, "--format", "json", "-q").stdout)
         read = lambda d: json.loads(Path(d["outputs"]["findings"]).read_text("utf-8"))  # noqa: E731

@@ -108,7 +108,7 @@ def read_join_tags(url: str, entity: Entity, name: str, rows: int | None = None)
     """Chunks of a join-table tag field's (key, tag) rows, tags already through their lookup."""
     jt = entity.fields[name].storage.join_table
     with _reading(url, jt.table) as conn:
-        codes = _codes(conn, jt.lookup, url) if jt.lookup is not None else None
+        codes = _codes(conn, jt.lookup) if jt.lookup is not None else None
         stmt = sa.select(sa.column(jt.key), sa.column(jt.value)).select_from(sql_table(jt.table))
         for pairs in fetch_batches(conn, stmt, ["key", "tag"], url, rows):
             if codes is not None:
@@ -157,7 +157,7 @@ def _read(conn, entity: Entity, scalars, tag_fields, filters: list[Filter], path
             _condition(sa.column(_column(entity, flt.field)), entity.fields[flt.field], flt)
         )
     lookups = {
-        n: _codes(conn, entity.fields[n].lookup, path)
+        n: _codes(conn, entity.fields[n].lookup)
         for n in wanted
         if entity.fields[n].lookup is not None
     }
@@ -276,6 +276,7 @@ def _adbc_batches(stmt, source: str | None, rows: int | None):
             params = compiled.construct_params(escape_names=False)
             args = tuple(params[k] for k in compiled.positiontup)
             adbc = _adbc_sqlite.connect(f"file:{parsed.database}?mode=ro")
+            batch = {"adbc.sqlite.query.batch_rows": str(rows or 1 << 20)}  # the most it takes
         elif backend == "postgresql" and _adbc_postgresql is not None:
             # libpq takes $1 placeholders; the psycopg dialect adds the casts that type them
             dollar = postgresql.psycopg.dialect(paramstyle="numeric_dollar")
@@ -284,12 +285,14 @@ def _adbc_batches(stmt, source: str | None, rows: int | None):
             args = tuple(params[k] for k in compiled.positiontup)
             libpq = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
             adbc = _adbc_postgresql.connect(libpq)
+            batch = {} if rows else {"adbc.postgresql.batch_size_hint_bytes": str(_WHOLE)}
         else:
             return None
     except Exception:  # whatever ADBC cannot do, the database's own cursor does
         return None
     cursor = adbc.cursor()
     try:
+        cursor.adbc_statement.set_options(**batch)
         cursor.execute(str(compiled), args)
         reader = cursor.fetch_record_batch()
     except Exception:
@@ -323,7 +326,11 @@ def _connectorx_batches(stmt, source: str | None, rows: int | None):
             return None
         url = parsed.set(drivername="mysql", query={}).render_as_string(hide_password=False)
         reader = _connectorx.read_sql(
-            url, str(compiled), return_type="arrow_stream", batch_size=rows or CHUNK_ROWS
+            # its builders are sized to the batch before any row arrives: never "everything"
+            url,
+            str(compiled),
+            return_type="arrow_stream",
+            batch_size=rows or CHUNK_ROWS,
         )
     except Exception:  # a type it cannot read (wide decimals), a server it refuses: the cursor
         return None
@@ -331,6 +338,7 @@ def _connectorx_batches(stmt, source: str | None, rows: int | None):
 
 
 _UTF8 = ("utf8mb4", "utf8", "utf8mb3")
+_WHOLE = 1 << 31  # bytes: PostgreSQL's batches, for reading everything, as one
 
 
 def _rebatch(reader: pa.RecordBatchReader, rows: int | None, *resources):
@@ -383,9 +391,13 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
                 [c.storage for c in column.chunks], type=column.type.storage_type
             )
             table = table.set_column(i, table.field(i).name, plain)
-    # one chunk per column: drivers hand over thousands of small batches, and every later
-    # take, join and comparison on a column of many chunks pays for each of them
-    table = table.combine_chunks()
+    for i, column in enumerate(table.columns):
+        text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+        if text and column.num_chunks > 1:
+            # text in one piece, as pandas holds it: Arrow's take on a column of several chunks
+            # joins them again on every call, and the diff takes rows many times
+            text = column.cast(pa.large_string())
+            table = table.set_column(i, table.field(i).name, text.combine_chunks())
     return table.to_pandas(types_mapper=_EXACT.get, split_blocks=True, self_destruct=True)
 
 
@@ -393,12 +405,13 @@ def _column(entity: Entity, name: str) -> str:
     return entity.fields[name].column or name
 
 
-def _codes(conn, lookup: Lookup, path=None) -> pd.Series:
-    """A lookup table as code by id text."""
+def _codes(conn, lookup: Lookup) -> pd.Series:
+    """A lookup table as code by id text, read on the open connection: a few rows are not
+    worth a second (Arrow) connection."""
     stmt = sa.select(sa.column(lookup.key), sa.column(lookup.code)).select_from(
         sql_table(lookup.table)
     )
-    table = fetch_frame(conn, stmt, ["key", "code"], path)
+    table = fetch_frame(conn, stmt, ["key", "code"])
     return pd.Series(as_text(table["code"]).to_numpy(), index=as_text(table["key"]).to_numpy())
 
 

@@ -39,9 +39,12 @@ def as_text(values: pd.Series) -> pd.Series:
 
 def null_out(values: pd.Series, tokens: list[str]) -> pd.Series:
     """Missing-value tokens ('' and the field's own, e.g. 'N/A') as NA."""
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+        arr = pa.array(values.array)  # the Arrow data pandas holds, not a copy
+        hit = pc.is_in(arr, value_set=pa.array(["", *tokens], type=arr.type))
+        return values.mask(hit.to_numpy(zero_copy_only=False)) if pc.any(hit).as_py() else values
     if pd.api.types.is_string_dtype(values.dtype) or values.dtype == object:
-        hit = values.isin(["", *tokens])
-        return values.mask(hit) if hit.any() else values  # mostly none: no copy then
+        return values.mask(values.isin(["", *tokens]))
     return values
 
 
@@ -50,7 +53,7 @@ def coerce(values: pd.Series, field: Field) -> tuple[pd.Series, pd.Series]:
     kind = field.kind.name
     present = values.notna()
     if kind in ("string", "text", "enum", "tags"):
-        return null_out(as_text(values), field.null_tokens), _none(values)
+        return null_out(as_text(values), field.null_tokens), all_false(values)
     if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
         values = null_out(values.astype("string").str.strip(), field.null_tokens)
         present = values.notna()
@@ -146,5 +149,5 @@ def _iso(text: pd.Series, fmt: str | None) -> pd.Series | None:
     return pd.Series(whole, index=text.index, copy=False)
 
 
-def _none(values: pd.Series) -> pd.Series:
+def all_false(values: pd.Series) -> pd.Series:
     return pd.Series(False, index=values.index)
