@@ -425,6 +425,11 @@ def transitions(
 def codes(*columns: pd.Series) -> tuple[list[np.ndarray], np.ndarray]:
     """Columns as text, coded over one shared dictionary (Arrow's hash table): a code array per
     column (-1 for missing) and the dictionary's labels."""
+    if len(columns) == 1 and isinstance(columns[0].dtype, pd.CategoricalDtype):  # coded already
+        cat = columns[0].cat
+        return [cat.codes.to_numpy().astype(np.int64)], as_text(pd.Series(cat.categories)).to_numpy(
+            dtype=object
+        )
     arrays = [pa.chunked_array(pa.array(as_text(c).array, type=pa.large_string())) for c in columns]
     encoded = pc.dictionary_encode(pa.concat_arrays([a for c in arrays for a in c.chunks]))
     every = encoded.indices.fill_null(-1).to_numpy().astype(np.int64)
@@ -462,7 +467,7 @@ def match(src_key: pd.Series, tgt_key: pd.Series, texts: dict | None = None) -> 
     def table(key, side):
         columns = {"k": pa.array(key.array, type=pa.large_string()), "r": np.arange(len(key))}
         for name, col in names.items():
-            columns[col] = pa.array(as_text(texts[name][side]).array, type=pa.large_string())
+            columns[col] = _arrow_text(texts[name][side])
         return pa.table(columns)
 
     # which texts differ, as the bits of one integer per pair (62 texts to an integer)
@@ -477,22 +482,26 @@ def match(src_key: pd.Series, tgt_key: pd.Series, texts: dict | None = None) -> 
         con.register("s", table(src_key, 0))
         con.register("t", table(tgt_key, 1))
         joined = con.sql(
-            f"SELECT s.r AS rs, t.r AS rt{flags} FROM (FROM s WHERE k IS NOT NULL) s "
+            f"SELECT coalesce(s.r, -1) AS rs, coalesce(t.r, -1) AS rt{flags} "
+            "FROM (FROM s WHERE k IS NOT NULL) s "
             "FULL OUTER JOIN (FROM t WHERE k IS NOT NULL) t ON s.k = t.k"
         ).to_arrow_table()
     finally:
         con.close()
-    s_rows = joined["rs"].fill_null(-1).to_numpy()
-    t_rows = joined["rt"].fill_null(-1).to_numpy()
-    both = (s_rows >= 0) & (t_rows >= 0)
-    s_paired, t_paired = s_rows[both], t_rows[both]
-    s_times = np.bincount(s_paired, minlength=len(src_key))  # how many target rows share its key
-    t_times = np.bincount(t_paired, minlength=len(tgt_key))  # how many source rows share its key
-    s_alone, t_alone = s_rows[~both & (s_rows >= 0)], t_rows[~both & (t_rows >= 0)]
-    s_dup = np.union1d(s_paired[t_times[t_paired] > 1], _repeated(src_key, s_alone))
-    t_dup = np.union1d(t_paired[s_times[s_paired] > 1], _repeated(tgt_key, t_alone))
-    once = (t_times[t_paired] == 1) & (s_times[s_paired] == 1)
-    pairs = np.flatnonzero(both)[once]
+    s_rows, t_rows = joined["rs"].to_numpy(), joined["rt"].to_numpy()
+    has_s, has_t = s_rows >= 0, t_rows >= 0
+    both = has_s & has_t
+    s_alone, t_alone = s_rows[has_s & ~has_t], t_rows[has_t & ~has_s]
+    s_dup, t_dup = _repeated(src_key, s_alone), _repeated(tgt_key, t_alone)
+    pairs = np.flatnonzero(both)
+    if has_s.sum() != src_key.notna().sum() or has_t.sum() != tgt_key.notna().sum():
+        # some row was paired more than once: its key is on the other side more than once
+        s_paired, t_paired = s_rows[pairs], t_rows[pairs]
+        s_times = np.bincount(s_paired, minlength=len(src_key))  # target rows with its key
+        t_times = np.bincount(t_paired, minlength=len(tgt_key))  # source rows with its key
+        s_dup = np.union1d(s_paired[t_times[t_paired] > 1], s_dup)
+        t_dup = np.union1d(t_paired[s_times[s_paired] > 1], t_dup)
+        pairs = pairs[(t_times[t_paired] == 1) & (s_times[s_paired] == 1)]
     # source rows of the pairs are distinct: placing them by row number sorts them in O(n)
     slot = np.full(len(src_key), -1)
     slot[s_rows[pairs]] = pairs
@@ -510,6 +519,15 @@ def match(src_key: pd.Series, tgt_key: pd.Series, texts: dict | None = None) -> 
     )
 
 
+def _arrow_text(values: pd.Series) -> pa.Array:
+    """A column as Arrow text; a categorical stays dictionary-encoded."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        labels = pa.array(as_text(pd.Series(values.cat.categories)).array, type=pa.large_string())
+        return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), labels)
+    return pa.array(as_text(values).array, type=pa.large_string())
+
+
 def _repeated(key: pd.Series, rows: np.ndarray) -> np.ndarray:
-    """Those of `rows` whose key occurs more than once among them."""
-    return rows[key.iloc[rows].duplicated(keep=False).to_numpy()]
+    """Those of `rows` whose key occurs more than once among them, in order."""
+    return np.sort(rows[key.iloc[rows].duplicated(keep=False).to_numpy()])

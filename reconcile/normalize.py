@@ -98,7 +98,8 @@ def _scalar(fmap: FieldMap, src: Extracted, sfield: Field, tgt_entity: Entity, o
         how += " → value map"
         _set_fields(fmap, distinct, tgt_entity, out)
         expected, bad_type = coerce(mapped, tfield)
-        expected = distinct.spread(expected)
+        text = isinstance(expected.dtype, pd.StringDtype)
+        expected = distinct.spread_text(expected) if text else distinct.spread(expected)
         bad_type = distinct.spread(bad_type) if bad_type.any() else all_false(values)
     else:
         distinct = None
@@ -124,6 +125,14 @@ class Distinct:
     def spread(self, result: pd.Series) -> pd.Series:
         """A result computed on `values`, as one value per original record."""
         return pd.Series(result.array.take(self.codes), index=self.index)
+
+    def spread_text(self, result: pd.Series) -> pd.Series:
+        """A text result spread as a categorical: a dozen codes, not a million strings."""
+        codes, labels = pd.factorize(result)
+        dtype = pd.CategoricalDtype(pd.Index(labels, dtype=result.dtype))
+        return pd.Series(
+            pd.Categorical.from_codes(codes[self.codes], dtype=dtype), index=self.index
+        )
 
 
 def _set_fields(fmap: FieldMap, codes: Distinct, tgt_entity: Entity, out: Projection) -> None:

@@ -7,6 +7,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,11 +160,21 @@ def run_project(
             tick = time.perf_counter()
             matched, cells, stale_parts = 0, [], []
             for s_part, s_key, t_part, t_key in pieces:
+                # keys and stale records need no projection: worked on the other core meanwhile
+                aside = ThreadPoolExecutor(1)
+                keyed = aside.submit(sides[0][5], s_part.frame) if s_key is None else None
+                t_keyed = aside.submit(sides[1][5], t_part.frame) if t_key is None else None
+                stale_part = (
+                    aside.submit(stale_records, t_part.frame, emap, tgt_entity, as_of, stale_days)
+                    if name not in result_changed
+                    else None
+                )
+                aside.shutdown(wait=False)
                 with _timed(timings, "project"):
                     projection = project(emap, s_part, src_entity, tgt_entity)
                 with _timed(timings, "diff"):
-                    if s_key is None:
-                        s_key, t_key = sides[0][5](s_part.frame), sides[1][5](t_part.frame)
+                    if keyed is not None:
+                        s_key, t_key = keyed.result(), t_keyed.result()
                     found, rs, rt = diff_entity(
                         name,
                         emap,
@@ -180,10 +191,8 @@ def run_project(
                 matched += len(rs)
                 with _timed(timings, "extras"):
                     cells.append(transitions(projection, s_part.frame, t_part.frame, rs, rt))
-                    if name not in result_changed:
-                        stale_parts.append(
-                            stale_records(t_part.frame, emap, tgt_entity, as_of, stale_days)
-                        )
+                    if stale_part is not None:
+                        stale_parts.append(stale_part.result())
         records[name] = {"source": sizes[0], "target": sizes[1], "matched": matched}
         moves[name] = merge_transitions(cells)
         if name in result_changed:  # a partial run reads the few columns stale records need
