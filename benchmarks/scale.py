@@ -30,6 +30,7 @@ import json
 import os
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -357,6 +358,9 @@ def main() -> None:
     ap.add_argument("--no-servers", dest="servers", action="store_false")
     ap.add_argument("--reladiff-limit", type=int, default=300, help="seconds before giving up")
     ap.add_argument("--skip", default="", help="comma-separated: datacompy,duckdb,reladiff,raw")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="rounds of measurements; medians are shown"
+    )
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     work = args.work / f"n{args.n}"
@@ -370,22 +374,25 @@ def main() -> None:
     shutil.rmtree(work / "runs", ignore_errors=True)
     shutil.rmtree(work / "history", ignore_errors=True)
 
-    results = {}
     cmd = [sys.executable, "-m", "reconcile.cli", "run", str(work), "--format", "json", "-q"]
-    rec = measured("reconcile", [*cmd, "--partitions", str(args.partitions)], env)
-    if rec["rc"] not in (0, 1):
-        sys.exit(f"reconcile failed ({rec['rc']}):\n{rec['stderr']}")
-    summary = json.loads(rec["out"])
-    results["reconcile"] = rec
+    tools = {"reconcile": ([*cmd, "--partitions", str(args.partitions)], env)}
     if "raw" not in skip:
         urls = ("mariadb", "postgresql") if args.servers else ("sqlite", "sqlite")
-        results["raw"] = measured(
-            "raw fetch",
-            [sys.executable, "-c", RAW_FETCH, *urls, str(work), LEGACY_SQL, json.dumps(NEW_SQL)],
-        )
+        raw = [sys.executable, "-c", RAW_FETCH, *urls, str(work), LEGACY_SQL, json.dumps(NEW_SQL)]
+        tools["raw"] = (raw, None)
     for name, script in (("datacompy", DATACOMPY), ("duckdb", DUCKDB)):
         if name not in skip:
-            results[name] = measured(name, [sys.executable, "-c", script, str(work)])
+            tools[name] = ([sys.executable, "-c", script, str(work)], None)
+    # in rounds, each tool once a round, so that the machine's slow spells fall on all of them
+    runs: dict[str, list[dict]] = {name: [] for name in tools}
+    for round_ in range(args.repeat):
+        for name, (command, extra) in tools.items():
+            info = measured(f"{name} ({round_ + 1}/{args.repeat})", command, extra)
+            if name == "reconcile" and info["rc"] not in (0, 1):
+                sys.exit(f"reconcile failed ({info['rc']}):\n{info['stderr']}")
+            runs[name].append(info)
+    results = {name: median_of(infos) for name, infos in runs.items()}
+    summary = json.loads(results["reconcile"]["out"])
     if args.servers and "reladiff" not in skip:
         results["reladiff"] = measured(
             "reladiff",
@@ -401,6 +408,38 @@ def main() -> None:
     report(args, summary, results)
 
 
+def median_of(infos: list[dict]) -> dict:
+    """One measurement from several: the median of every number, in the output too."""
+    ok = [i for i in infos if i["rc"] in (0, 1)] or infos
+    outs = [_last_json(i["out"]) for i in ok]
+
+    def merge(values: list):
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            return statistics.median(values)
+        if all(isinstance(v, dict) for v in values):
+            return {
+                k: merge([v[k] for v in values]) for k in values[0] if all(k in v for v in values)
+            }
+        return values[0]
+
+    first = dict(ok[0])
+    first.update(wall=statistics.median(i["wall"] for i in ok), rss=max(i["rss"] for i in ok))
+    if all(o is not None for o in outs):
+        first["out"] = json.dumps(merge(outs))
+    first["runs"] = len(ok)
+    return first
+
+
+def _last_json(text: str):
+    try:
+        return json.loads(text.strip().splitlines()[-1]) if text.strip() else None
+    except json.JSONDecodeError:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return None
+
+
 def report(args, summary: dict, results: dict) -> None:
     def out(name):
         info = results.get(name)
@@ -409,7 +448,10 @@ def report(args, summary: dict, results: dict) -> None:
         return json.loads(info["out"].strip().splitlines()[-1])
 
     where = "MariaDB -> PostgreSQL" if args.servers else "SQLite files"
-    print(f"\nN = {args.n:,} opportunities a side, {where}, {os.cpu_count()} cores\n")
+    print(
+        f"\nN = {args.n:,} opportunities a side, {where}, {os.cpu_count()} cores; "
+        f"medians of {args.repeat} rounds (peak memory: the largest)\n"
+    )
     print(f"{'tool':34} {'wall s':>8} {'peak MiB':>9} {'diff s':>8}  detail")
     t = summary["timings"]
     rec = results["reconcile"]

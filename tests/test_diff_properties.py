@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -134,3 +135,20 @@ def test_hash_partitions_never_change_the_findings(records, n):
         proj = load_project(root)
         whole, split = run_project(proj).findings, run_project(proj, partitions=n).findings
     assert split.to_dict(orient="records") == whole.to_dict(orient="records")
+
+
+def test_more_texts_than_one_integer_has_bits_are_compared_each_on_its_own():
+    from reconcile.diff import match
+
+    n = 70
+    keys = pd.Series(["a", "b", "c"], dtype="string")
+    texts = {
+        f"f{i}": (
+            pd.Series(["x", "y", None], dtype="string"),
+            pd.Series(["x", "y" if i != 63 else "z", None], dtype="string"),
+        )
+        for i in range(n)
+    }
+    m = match(keys, keys, texts)
+    differing = {name for name, flags in m.unequal.items() if flags.any()}
+    assert differing == {"f63"} and list(m.unequal["f63"]) == [False, True, False]

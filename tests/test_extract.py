@@ -216,3 +216,82 @@ def test_a_repeated_id_gives_its_join_table_tags_to_its_first_record_in_partitio
     for n in (2, 3, 4, 5):
         split = run_project(proj, partitions=n).findings
         assert split.to_dict(orient="records") == whole.to_dict(orient="records"), n
+
+
+def test_serial_ids_matched_by_array_lookup_agree_with_arrow_index_in():
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from reconcile.extract.tags import _dense_index_in
+
+    rng = np.random.default_rng(3)
+    ids = pa.array(rng.permutation(np.r_[np.arange(1, 500), [7, 9]]).astype(str), pa.large_string())
+    keys = pa.array(np.r_[rng.integers(-3, 520, 2000)].astype(str), pa.large_string())
+    keys = pa.concat_arrays([keys, pa.array([None, "12"], pa.large_string())])
+    fast = _dense_index_in(keys, ids)
+    assert fast is not None  # a repeated id is given to its first record, as index_in does
+    assert (fast == pc.index_in(keys, ids).fill_null(-1).to_numpy(zero_copy_only=False)).all()
+
+
+@pytest.mark.parametrize(
+    "ids, keys",
+    [(["7", "8"], ["007"]), (["1", "+2"], ["2"]), (["1", "99999999999"], ["1"]), (["a"], ["a"])],
+    ids=["leading zero", "plus sign", "sparse", "not numbers"],
+)
+def test_ids_not_written_as_serial_integers_are_matched_as_text(ids, keys):
+    import pyarrow as pa
+
+    from reconcile.extract.tags import _dense_index_in
+
+    assert (
+        _dense_index_in(pa.array(keys, pa.large_string()), pa.array(ids, pa.large_string())) is None
+    )
+
+
+def test_iso_dates_read_by_arrow_agree_with_pandas_value_by_value():
+    from reconcile.extract.types import _datetimes
+
+    values = [
+        "2024-02-29 10:00:00",
+        None,
+        "2023-02-30 00:00:00",
+        "2023-1-5 1:2:3",
+        " 2023-01-01 00:00:05",
+    ]
+    values = pd.Series(values * 40_000 + ["2023-01-01T00:00:05", "2023-01-01"], dtype="string")
+    for fmt in (None, "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
+        want = pd.to_datetime(values, format=fmt or "ISO8601", errors="coerce")
+        assert _datetimes(values, fmt).equals(want.astype("datetime64[us]")), fmt
+
+
+def test_iso_times_with_utc_offsets_are_left_to_pandas_as_instants():
+    from reconcile.extract.types import _datetimes
+
+    got = _datetimes(pd.Series(["2025-03-01T10:00:00+08:00", "2025-07-01T10:00:00+02:00"]), None)
+    assert str(got.dt.tz) == "UTC" and list(got.dt.hour) == [2, 8]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql+pymysql://root@127.0.0.1/crm?ssl_ca=/etc/ca.pem",
+        "mysql+pymysql://root@127.0.0.1/crm?charset=latin1",
+        "mysql+pymysql://root@/crm?unix_socket=/run/mysqld.sock",
+    ],
+    ids=["TLS options", "another character set", "a unix socket"],
+)
+def test_mysql_urls_with_options_connectorx_cannot_honour_are_read_by_the_driver(url):
+    import sqlalchemy as sa
+
+    stmt = sa.select(sa.column("id")).select_from(sa.table("deals"))
+    assert sql_extract._connectorx_batches(stmt, url, None) is None
+
+
+def test_a_mysql_statement_with_a_bound_value_is_never_sent_to_connectorx(monkeypatch):
+    import sqlalchemy as sa
+
+    monkeypatch.setattr(sql_extract._connectorx, "read_sql", lambda *a, **k: pytest.fail("sent"))
+    stmt = (
+        sa.select(sa.column("id")).select_from(sa.table("deals")).where(sa.column("owner") == "x")
+    )
+    assert sql_extract._connectorx_batches(stmt, "mysql+pymysql://root@127.0.0.1/crm", None) is None

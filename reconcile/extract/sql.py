@@ -210,6 +210,9 @@ def fetch_batches(conn, stmt, names: list[str], source: str | None = None, rows:
             # Elsewhere the order is not certain, so only a failure before any rows is retried.
             if done and make_url(source).get_backend_name() != "sqlite":
                 reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                secret = make_url(source).password
+                if secret:  # a driver's message may quote its connection string
+                    reason = reason.replace(str(secret), "***")
                 raise SourceError(
                     f"reading from {redact(source)} failed: {reason}",
                     hint="Check that the server is reachable and the query's tables and views.",
@@ -325,12 +328,10 @@ def _connectorx_batches(stmt, source: str | None, rows: int | None):
         if compiled.construct_params(escape_names=False):
             return None
         url = parsed.set(drivername="mysql", query={}).render_as_string(hide_password=False)
+        # its builders are sized to the batch before any row arrives: never "everything"
+        batch = rows or CHUNK_ROWS
         reader = _connectorx.read_sql(
-            # its builders are sized to the batch before any row arrives: never "everything"
-            url,
-            str(compiled),
-            return_type="arrow_stream",
-            batch_size=rows or CHUNK_ROWS,
+            url, str(compiled), return_type="arrow_stream", batch_size=batch
         )
     except Exception:  # a type it cannot read (wide decimals), a server it refuses: the cursor
         return None

@@ -139,9 +139,12 @@ def _iso(text: pd.Series, fmt: str | None) -> pd.Series | None:
         try:
             parts.append(pc.cast(piece, pa.timestamp("us")).to_numpy(zero_copy_only=False))
         except pa.ArrowInvalid:
-            slow = pd.to_datetime(
-                text.iloc[at : at + step], format=fmt or "ISO8601", errors="coerce"
-            )
+            try:
+                slow = pd.to_datetime(
+                    text.iloc[at : at + step], format=fmt or "ISO8601", errors="coerce"
+                )
+            except ValueError:  # several UTC offsets
+                return None
             if slow.dtype != "datetime64[ns]" and slow.dtype != "datetime64[us]":
                 return None  # offsets: the whole column is read as instants by pandas
             parts.append(slow.to_numpy(dtype="datetime64[us]"))
