@@ -61,12 +61,11 @@ def diff_entity(
         )
     )
 
-    texts = {
-        id(exp): (exp.expected, T[exp.target])
+    values = {
+        id(exp): (exp.expected, T[exp.target], tgt_entity.fields[exp.target], exp.tolerance)
         for exp in proj.expectations
-        if tgt_entity.fields[exp.target].kind.name in ("string", "text", "enum")
     }
-    m = match(src_key, tgt_key, texts)
+    m = match(src_key, tgt_key, values)
     for side, dup, key, frame in (
         ("source", m.s_dup, src_key, S),
         ("target", m.t_dup, tgt_key, T),
@@ -164,12 +163,7 @@ def diff_entity(
                 )
             )
         check = exp.compare.to_numpy()[rs] & ~t_bad.to_numpy()[rt] & ~invalid.to_numpy()[rt]
-        if id(exp) in m.unequal:  # text, compared in the join
-            differs = np.flatnonzero(check & m.unequal[id(exp)])
-        else:
-            e = pd.Series(exp.expected.array.take(rs))
-            a = pd.Series(actual.array.take(rt))
-            differs = np.flatnonzero(check & ~_equal(e, a, tfield, exp.tolerance).to_numpy())
+        differs = np.flatnonzero(check & m.unequal[id(exp)])
         if not len(differs):
             continue
         sfield = src_entity.fields[exp.source]
@@ -280,25 +274,26 @@ def valid_codes(f: Field, as_of: dt.date) -> list[str]:
     ]
 
 
-def _equal(e: pd.Series, a: pd.Series, f: Field, tol: Tolerance | None) -> pd.Series:
-    both_missing = e.isna() & a.isna()
+def _differs(s: str, t: str, f: Field, tol: Tolerance | None) -> str:
+    """SQL: do the expected value `s` and the actual `t` of field `f` differ beyond the tolerance?
+    Missing on both sides is equal, on one side a difference. Without a tolerance a decimal may
+    differ by half its last place (rounding), anything else not at all."""
     kind = f.kind.name
     if kind in ("integer", "decimal"):
-        diff = (e.astype("Float64") - a.astype("Float64")).abs()
-        limit = pd.Series(0.0, index=e.index)
+        limit = "0.0"
         if tol is not None:
-            limit = limit.clip(lower=tol.absolute or 0.0)
+            limit = repr(float(tol.absolute or 0.0))
             if tol.relative:
-                limit = np.maximum(limit, a.astype("Float64").abs().fillna(0) * tol.relative)
+                limit = f"greatest({limit}, abs({t}::DOUBLE) * {float(tol.relative)!r})"
         elif kind == "decimal":
-            limit += 0.5 * 10.0 ** -(f.kind.scale or 0)
-        same = diff <= limit + 1e-9
+            limit = repr(0.5 * 10.0 ** -(f.kind.scale or 0))
+        far = f"abs({s}::DOUBLE - {t}::DOUBLE) > {limit} + 1e-9"
     elif kind in ("date", "datetime"):
-        seconds = (e - a).abs().dt.total_seconds()
-        same = seconds <= (tol.seconds if tol and tol.seconds else 0)
+        seconds = float(tol.seconds if tol and tol.seconds else 0)
+        far = f"abs(epoch_us({s}) - epoch_us({t})) / 1e6 > {seconds!r}"
     else:
-        same = e == a
-    return same.fillna(False).astype(bool) | both_missing
+        return f"{s} IS DISTINCT FROM {t}"
+    return f"CASE WHEN {s} IS NULL AND {t} IS NULL THEN false WHEN {s} IS NULL OR {t} IS NULL THEN true ELSE {far} END"
 
 
 def render(values: pd.Series, f: Field) -> pd.Series:
@@ -451,30 +446,31 @@ class Match:
     unequal: dict = field(default_factory=dict)  # name -> do the pairs' texts differ
 
 
-def match(src_key: pd.Series, tgt_key: pd.Series, texts: dict | None = None) -> Match:
+def match(src_key: pd.Series, tgt_key: pd.Series, values: dict | None = None) -> Match:
     """Pair records by key. A key found more than once on a side matches nothing, since any
-    comparison would be a guess; keyless records take no part. `texts` maps a name to a pair of
-    text columns (source rows, target rows) to compare on the way: Match.unequal has, per name,
-    whether the matched pairs differ (missing on both sides is equal).
+    comparison would be a guess; keyless records take no part. `values` maps a name to (source
+    column, target column, target field, tolerance) to compare on the way: Match.unequal has, per
+    name, whether the matched pairs differ (see _differs).
 
     One full outer join in DuckDB (a hash join on both cores) pairs the keys and compares the
-    texts in the same pass. A key repeated on one side shows in the join as a row of the other
+    values in the same pass. A key repeated on one side shows in the join as a row of the other
     side paired more than once, or, unpaired, among the few rows left alone.
     """
-    texts = texts or {}
-    names = {name: f"v{i}" for i, name in enumerate(texts)}
+    values = values or {}
+    names = {name: f"v{i}" for i, name in enumerate(values)}
 
     def table(key, side):
         columns = {"k": pa.array(key.array, type=pa.large_string()), "r": np.arange(len(key))}
         for name, col in names.items():
-            columns[col] = _arrow_text(texts[name][side])
+            columns[col] = _arrow_value(values[name][side])
         return pa.table(columns)
 
-    # which texts differ, as the bits of one integer per pair (62 texts to an integer)
+    # which values differ, as the bits of one integer per pair (62 values to an integer)
     words: dict[str, list[str]] = {}
-    for i, c in enumerate(names.values()):
+    for i, (name, c) in enumerate(names.items()):
+        differs = _differs(f"s.{c}", f"t.{c}", *values[name][2:])
         words.setdefault(f"d{i // 62}", []).append(
-            f"(CASE WHEN s.{c} IS DISTINCT FROM t.{c} THEN {1 << (i % 62)} ELSE 0 END)"
+            f"(CASE WHEN {differs} THEN {1 << (i % 62)} ELSE 0 END)"
         )
     flags = "".join(f", {' + '.join(bits)} AS {word}" for word, bits in words.items())
     con = duckdb.connect()
@@ -519,13 +515,15 @@ def match(src_key: pd.Series, tgt_key: pd.Series, texts: dict | None = None) -> 
     )
 
 
-def _arrow_text(values: pd.Series) -> pa.Array:
-    """A column as Arrow text; a categorical stays dictionary-encoded."""
+def _arrow_value(values: pd.Series) -> pa.Array:
+    """A typed column as Arrow; text as large strings, a categorical dictionary-encoded."""
     if isinstance(values.dtype, pd.CategoricalDtype):
         codes = values.cat.codes.to_numpy()
         labels = pa.array(as_text(pd.Series(values.cat.categories)).array, type=pa.large_string())
         return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), labels)
-    return pa.array(as_text(values).array, type=pa.large_string())
+    if pd.api.types.is_string_dtype(values.dtype):
+        return pa.array(as_text(values).array, type=pa.large_string())
+    return pa.array(values.array)
 
 
 def _repeated(key: pd.Series, rows: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -138,17 +139,73 @@ def test_hash_partitions_never_change_the_findings(records, n):
 
 
 def test_more_texts_than_one_integer_has_bits_are_compared_each_on_its_own():
+    from reconcile.dictionary.model import Field
     from reconcile.diff import match
 
-    n = 70
+    n, text = 70, Field.model_validate({"type": "string"})
     keys = pd.Series(["a", "b", "c"], dtype="string")
     texts = {
         f"f{i}": (
             pd.Series(["x", "y", None], dtype="string"),
             pd.Series(["x", "y" if i != 63 else "z", None], dtype="string"),
+            text,
+            None,
         )
         for i in range(n)
     }
     m = match(keys, keys, texts)
     differing = {name for name, flags in m.unequal.items() if flags.any()}
     assert differing == {"f63"} and list(m.unequal["f63"]) == [False, True, False]
+
+
+def _field(spec: dict):
+    from reconcile.dictionary.model import Field
+
+    return Field.model_validate(spec)
+
+
+def _tolerance(spec: dict | None):
+    from reconcile.mapping.model import Tolerance
+
+    return Tolerance.model_validate(spec) if spec else None
+
+
+UTC = "datetime64[us, UTC]"
+COMPARISONS = [
+    # field type, tolerance, expected, actual, dtype, do they differ?
+    ("decimal(10,2)", None, 10.0, 10.004, "Float64", False),  # half the last place: rounding
+    ("decimal(10,2)", None, 10.0, 10.005, "Float64", False),
+    ("decimal(10,2)", None, 10.0, 10.006, "Float64", True),
+    ("decimal(10,2)", {"absolute": 0.01}, 1.0, 1.01, "Float64", False),
+    ("decimal(10,2)", {"absolute": 0.01}, 1.0, 1.02, "Float64", True),
+    ("decimal(10,2)", {"relative": 0.1}, 95.0, 100.0, "Float64", False),
+    ("decimal(10,2)", {"relative": 0.1}, 89.0, 100.0, "Float64", True),
+    ("integer", None, 5, 5, "Int64", False),
+    ("integer", None, 5, 6, "Int64", True),
+    ("integer", None, None, None, "Int64", False),
+    ("integer", None, None, 6, "Int64", True),
+    ("boolean", None, True, None, "boolean", True),
+    ("boolean", None, None, None, "boolean", False),
+    ("datetime", {"seconds": 1}, "2025-01-01 10:00:00", "2025-01-01 10:00:01", UTC, False),
+    ("datetime", {"seconds": 1}, "2025-01-01 10:00:00", "2025-01-01 10:00:01.5", UTC, True),
+    ("datetime", None, "2025-01-01 10:00:00", "2025-01-01 10:00:00.000001", UTC, True),
+    ("date", None, "2025-01-01", "2025-01-01", "datetime64[us]", False),
+    ("date", None, "2025-01-01", None, "datetime64[us]", True),
+    ("enum", None, "won", "won", "string", False),
+    ("string", None, "a", None, "string", True),
+]
+
+
+@pytest.mark.parametrize("kind, tol, expected, actual, dtype, differs", COMPARISONS)
+def test_values_differ_only_beyond_their_field_tolerance(
+    kind, tol, expected, actual, dtype, differs
+):
+    from reconcile.diff import match
+
+    won = {"labels": {"zh": "赢单", "en": "Won"}}
+    extra = {"enum": {"codes": {"won": won}}, "datetime": {"timezone": "UTC"}}.get(kind, {})
+    field = _field({"type": kind, **extra})
+    keys = pd.Series(["k"], dtype="string")
+    pair = (pd.Series([expected], dtype=dtype), pd.Series([actual], dtype=dtype))
+    m = match(keys, keys, {"v": (*pair, field, _tolerance(tol))})
+    assert list(m.unequal["v"]) == [differs]
