@@ -64,7 +64,9 @@ def test_postgresql_through_adbc_and_through_psycopg_find_the_same(
         monkeypatch.setenv("LEGACY_URL", legacy)
         monkeypatch.setenv("MODERN_URL", modern)
         fast = json.loads(run_cli("run", root, "--format", "json", "-q").stdout)
-        assert len(arrow_reads) >= 3  # MariaDB by connectorx; PostgreSQL's deals and tags by ADBC
+        assert (
+            len(arrow_reads) == 2
+        )  # deals and tags by ADBC; MariaDB (DECIMAL, DATETIME) by its driver
         monkeypatch.setattr(sql_extract, "_adbc_postgresql", None)
         slow = json.loads(run_cli("run", root, "--format", "json", "-q").stdout)
         read = lambda d: json.loads(Path(d["outputs"]["findings"]).read_text("utf-8"))  # noqa: E731
@@ -295,3 +297,81 @@ def test_a_mysql_statement_with_a_bound_value_is_never_sent_to_connectorx(monkey
         sa.select(sa.column("id")).select_from(sa.table("deals")).where(sa.column("owner") == "x")
     )
     assert sql_extract._connectorx_batches(stmt, "mysql+pymysql://root@127.0.0.1/crm", None) is None
+
+
+MARIADB_TYPES = [
+    # table, columns, can connectorx read them as the driver does?
+    ("plain", "name VARCHAR(50), n INT, big BIGINT NULL, x DOUBLE, flag TINYINT(1), j JSON", True),
+    ("money", "amount DECIMAL(12,2), code DECIMAL(10,0)", False),  # it gives scale 10
+    ("dates", "born DATE, t TIME, f FLOAT", False),  # zero dates and long times make it panic
+    ("wide", "big BIGINT UNSIGNED NULL", False),  # uint64: float with NULLs
+]
+MARIADB_ROWS = {
+    "plain": "(1, '李娜 ', 1, NULL, 0.1, 1, '[\"vip\"]'), (2, 'b', -2, 9007199254740993, 1e300, NULL, NULL)",
+    "money": "(1, 1234567.89, 1001), (2, NULL, 7)",
+    "dates": "(1, '1980-05-01', '26:00:00', 0.1), (2, '0000-00-00', NULL, NULL)",
+    "wide": "(1, 18446744073709551615), (2, NULL), (3, 9007199254740993)",
+}
+
+
+@pytest.mark.parametrize("table, columns, fast", MARIADB_TYPES, ids=[t[0] for t in MARIADB_TYPES])
+def test_mariadb_columns_connectorx_reads_exactly_go_to_it_and_the_rest_to_the_driver(
+    table, columns, fast, monkeypatch, arrow_reads
+):
+    import sqlalchemy as sa
+
+    from reconcile.extract.types import as_text
+    from tests.servers import fresh_database
+
+    gen = fresh_database("mariadb")
+    url = next(gen)
+    try:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("SET SESSION sql_mode = ''"))  # legacy data: zero dates
+            conn.execute(sa.text(f"CREATE TABLE {table} (id INT PRIMARY KEY, {columns})"))
+            conn.execute(sa.text(f"INSERT INTO {table} VALUES {MARIADB_ROWS[table]}"))
+        names = ["id"] + [c.split()[0] for c in columns.split(", ")]
+        stmt = (
+            sa.select(*map(sa.column, names)).select_from(sa.table(table)).order_by(sa.column("id"))
+        )
+
+        def read():
+            with engine.connect() as conn:
+                frame = next(sql_extract.fetch_batches(conn, stmt, names, url))
+            return {n: (str(frame[n].dtype), as_text(frame[n]).tolist()) for n in names}
+
+        got = read()
+        assert bool(arrow_reads) == fast
+        monkeypatch.setattr(sql_extract, "_connectorx", None)
+        assert got == read()
+        engine.dispose()
+    finally:
+        gen.close()
+
+
+def test_a_true_or_false_scope_filter_is_a_constant_in_the_sql_not_a_value():
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import mysql
+
+    from reconcile.dictionary.model import Field
+    from reconcile.mapping.model import Filter
+
+    flag = Field.model_validate({"type": "boolean"})
+    for op, value in (("eq", True), ("ne", True), ("in", [True, False]), ("not_in", [False])):
+        where = sql_extract._condition(sa.column("d"), flag, Filter(field="d", op=op, value=value))
+        compiled = where.compile(
+            dialect=mysql.dialect(), compile_kwargs={"render_postcompile": True}
+        )
+        assert not compiled.construct_params(), (op, str(compiled))
+
+
+def test_a_far_future_date_is_read_whatever_the_precision_of_other_rows():
+    from reconcile.extract.types import _datetimes
+
+    values = pd.Series(["2025-01-01 10:00:00"] * 70_000, dtype="string")
+    values[0], values[69_000] = "9999-12-31 00:00:00", "2025-01-01 10:00:00.1234567"
+    got = _datetimes(values, None)  # pandas alone read the column in nanoseconds: 9999 was NaT
+    assert got[0] == pd.Timestamp("9999-12-31") and got[69_000] == pd.Timestamp(
+        "2025-01-01 10:00:00.123456"
+    )

@@ -65,27 +65,3 @@ def test_approved_corrections_are_applied_and_undone_on_the_servers(crms, run_cl
     assert run_cli("undo", undo, "--execute").exit_code == 0
     again = json.loads(run_cli("run", root, "--format", "json", "--quiet").stdout)
     assert again["findings"]["by_kind"] == facts["expected"]
-
-
-def test_mariadb_is_read_by_connectorx_unless_a_filter_needs_a_bound_value(crms, monkeypatch):
-    from reconcile.extract import sql
-    from reconcile.project import load_project
-    from reconcile.run import run_project
-
-    root, _ = crms
-    statements = []
-    real = sql._connectorx.read_sql
-    monkeypatch.setattr(
-        sql._connectorx, "read_sql", lambda url, q, **kw: statements.append(q) or real(url, q, **kw)
-    )
-    fast = run_project(load_project(root))
-    assert any("is_deleted" in q for q in statements)  # the scope's `true` is SQL's own constant
-
-    mapping = root / "mappings" / "legacy_to_modern.yaml"
-    text = mapping.read_text("utf-8")
-    scoped = "[{field: is_deleted, op: ne, value: true}, {field: owner, op: ne, value: nobody}]"
-    mapping.write_text(text.replace("[{field: is_deleted, op: ne, value: true}]", scoped), "utf-8")
-    statements.clear()
-    bound = run_project(load_project(root))
-    assert statements == []  # 'nobody' is bound by the driver's cursor, never written into SQL
-    assert bound.findings.to_dict(orient="records") == fast.findings.to_dict(orient="records")

@@ -8,6 +8,7 @@ import secrets
 import sqlite3
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -204,7 +205,9 @@ def fetch_batches(conn, stmt, names: list[str], source: str | None = None, rows:
                 done += table.num_rows
                 yield _to_pandas(table.rename_columns(names))
             return
-        except Exception as exc:
+        except BaseException as exc:
+            if not isinstance(exc, Exception) and not _panicked(exc):
+                raise
             # SQLite's ADBC driver types columns by their first rows and stops at a mixed one:
             # the cursor re-reads the same file in the same order, skipping what was given.
             # Elsewhere the order is not certain, so only a failure before any rows is retried.
@@ -212,7 +215,8 @@ def fetch_batches(conn, stmt, names: list[str], source: str | None = None, rows:
                 reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 secret = make_url(source).password
                 if secret:  # a driver's message may quote its connection string
-                    reason = reason.replace(str(secret), "***")
+                    for shown in (str(secret), quote_plus(str(secret)), quote(str(secret))):
+                        reason = reason.replace(shown, "***")
                 raise SourceError(
                     f"reading from {redact(source)} failed: {reason}",
                     hint="Check that the server is reachable and the query's tables and views.",
@@ -279,7 +283,10 @@ def _adbc_batches(stmt, source: str | None, rows: int | None):
             params = compiled.construct_params(escape_names=False)
             args = tuple(params[k] for k in compiled.positiontup)
             adbc = _adbc_sqlite.connect(f"file:{parsed.database}?mode=ro")
-            batch = {"adbc.sqlite.query.batch_rows": str(rows or 1 << 20)}  # the most it takes
+            # the driver's own batch size: it types a column by the first batch and, past it,
+            # stops at a value of another type (the cursor then reads on); a larger first batch
+            # would have it convert mixed values itself, and floats become 7-digit text
+            batch = {}
         elif backend == "postgresql" and _adbc_postgresql is not None:
             # libpq takes $1 placeholders; the psycopg dialect adds the casts that type them
             dollar = postgresql.psycopg.dialect(paramstyle="numeric_dollar")
@@ -328,14 +335,42 @@ def _connectorx_batches(stmt, source: str | None, rows: int | None):
         if compiled.construct_params(escape_names=False):
             return None
         url = parsed.set(drivername="mysql", query={}).render_as_string(hide_password=False)
+        # the columns' types first, from no rows: some values of other types make it panic
+        probe = f"SELECT * FROM ({compiled}) AS reconcile_probe LIMIT 0"
+        if not all(
+            _exact(f.type) for f in _connectorx.read_sql(url, probe, return_type="arrow").schema
+        ):
+            return None
         # its builders are sized to the batch before any row arrives: never "everything"
         batch = rows or CHUNK_ROWS
         reader = _connectorx.read_sql(
             url, str(compiled), return_type="arrow_stream", batch_size=batch
         )
-    except Exception:  # a type it cannot read (wide decimals), a server it refuses: the cursor
+    except Exception:  # a server it refuses, a statement it cannot type: the cursor
+        return None
+    except BaseException as exc:
+        if not _panicked(exc):
+            raise
         return None
     return _rebatch(reader, rows, reader)
+
+
+def _exact(t: pa.DataType) -> bool:
+    """Does connectorx read a column of this Arrow type as the Python drivers do? Text, integers
+    and doubles it does. Decimals come at scale 10 ('1001.0000000000'), FLOAT as float32, BIGINT
+    UNSIGNED as uint64 (float with NULLs), and zero dates, TIME past 24 h or decimals past 28
+    digits make it panic: all those columns are read by the cursor."""
+    return (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_signed_integer(t)
+        or t in (pa.uint8(), pa.uint16(), pa.uint32(), pa.float64(), pa.bool_())
+    )
+
+
+def _panicked(exc: BaseException) -> bool:
+    """A panic in a Rust extension (connectorx), which Python raises as a BaseException."""
+    return type(exc).__name__ == "PanicException"
 
 
 _UTF8 = ("utf8mb4", "utf8", "utf8mb3")
@@ -365,7 +400,7 @@ def _rebatch(reader: pa.RecordBatchReader, rows: int | None, *resources):
 def _arrow_column(values: tuple) -> pa.Array:
     try:
         return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep the Python objects
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # mixed, or past 64 bits: text
         return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 
 
