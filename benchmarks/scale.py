@@ -19,8 +19,11 @@ process so that peak memory is that tool's alone:
   reladiff       hashdiff between the two servers on expected_close, the one field the mapping
                  leaves as it is (reladiff cannot map values)
 
-and prints wall time, peak memory, the diff stage of each and the ratios the issue sets as bars,
-then checks that the tools found the same differences.
+in --repeat rounds (each tool once a round; reladiff once), and prints the medians of wall time
+and stage times, the largest peak memory, and the ratios the issue sets as bars; then checks that
+the tools found the same differences. reconcile's compare stage is split into the mapping, the
+diff, and what only reconcile reports (transitions, stale records): datacompy is timed without
+its mapping (done by hand before it), the DuckDB reference with it.
 """
 
 from __future__ import annotations
