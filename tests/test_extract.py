@@ -64,9 +64,7 @@ def test_postgresql_through_adbc_and_through_psycopg_find_the_same(
         monkeypatch.setenv("LEGACY_URL", legacy)
         monkeypatch.setenv("MODERN_URL", modern)
         fast = json.loads(run_cli("run", root, "--format", "json", "-q").stdout)
-        assert (
-            len(arrow_reads) == 2
-        )  # deals and tags by ADBC; MariaDB (DECIMAL, DATETIME) by its driver
+        assert len(arrow_reads) == 3  # MariaDB by connectorx; deals and their tags by ADBC
         monkeypatch.setattr(sql_extract, "_adbc_postgresql", None)
         slow = json.loads(run_cli("run", root, "--format", "json", "-q").stdout)
         read = lambda d: json.loads(Path(d["outputs"]["findings"]).read_text("utf-8"))  # noqa: E731
@@ -299,17 +297,29 @@ def test_a_mysql_statement_with_a_bound_value_is_never_sent_to_connectorx(monkey
     assert sql_extract._connectorx_batches(stmt, "mysql+pymysql://root@127.0.0.1/crm", None) is None
 
 
+# table, columns as (SQL type, dictionary type), does connectorx read it?
 MARIADB_TYPES = [
-    # table, columns, can connectorx read them as the driver does?
-    ("plain", "name VARCHAR(50), n INT, big BIGINT NULL, x DOUBLE, flag TINYINT(1), j JSON", True),
-    ("money", "amount DECIMAL(12,2), code DECIMAL(10,0)", False),  # it gives scale 10
-    ("dates", "born DATE, t TIME, f FLOAT", False),  # zero dates and long times make it panic
-    ("wide", "big BIGINT UNSIGNED NULL", False),  # uint64: float with NULLs
+    (
+        "plain",
+        "name VARCHAR(50) string, n INT integer, big BIGINT integer, x DOUBLE decimal(30,10), "
+        "flag TINYINT(1) boolean, j JSON string",
+        True,
+    ),
+    ("money", "amount DECIMAL(12,2) decimal(12,2), code DECIMAL(10,0) string", True),  # as text
+    (
+        "stamps",
+        "born DATE date, seen DATETIME datetime, fine DATETIME(6) datetime",
+        True,
+    ),  # as text
+    ("times", "t TIME string, f FLOAT decimal(10,4)", False),  # long times panic; float32
+    ("wide", "big BIGINT UNSIGNED integer", False),  # uint64: float with NULLs
 ]
 MARIADB_ROWS = {
     "plain": "(1, '李娜 ', 1, NULL, 0.1, 1, '[\"vip\"]'), (2, 'b', -2, 9007199254740993, 1e300, NULL, NULL)",
     "money": "(1, 1234567.89, 1001), (2, NULL, 7)",
-    "dates": "(1, '1980-05-01', '26:00:00', 0.1), (2, '0000-00-00', NULL, NULL)",
+    "stamps": "(1, '1980-05-01', '2025-03-30 02:30:00', '2025-01-01 10:00:00.123456'), "
+    "(2, '0000-00-00', '0000-00-00 00:00:00', NULL)",
+    "times": "(1, '26:00:00', 0.1), (2, NULL, NULL)",
     "wide": "(1, 18446744073709551615), (2, NULL), (3, 9007199254740993)",
 }
 
@@ -320,26 +330,36 @@ def test_mariadb_columns_connectorx_reads_exactly_go_to_it_and_the_rest_to_the_d
 ):
     import sqlalchemy as sa
 
-    from reconcile.extract.types import as_text
+    from reconcile.dictionary.model import Field
+    from reconcile.extract.types import as_text, coerce
     from tests.servers import fresh_database
 
+    specs = [(c.split()[0], " ".join(c.split()[1:-1]), c.split()[-1]) for c in columns.split(", ")]
+    fields = {
+        n: Field.model_validate(
+            {"type": kind, "timezone": "Asia/Shanghai"} if kind == "datetime" else {"type": kind}
+        )
+        for n, _, kind in specs
+    }
     gen = fresh_database("mariadb")
     url = next(gen)
     try:
         engine = sa.create_engine(url)
         with engine.begin() as conn:
             conn.execute(sa.text("SET SESSION sql_mode = ''"))  # legacy data: zero dates
-            conn.execute(sa.text(f"CREATE TABLE {table} (id INT PRIMARY KEY, {columns})"))
+            ddl = ", ".join(f"{n} {t}" for n, t, _ in specs)
+            conn.execute(sa.text(f"CREATE TABLE {table} (id INT PRIMARY KEY, {ddl})"))
             conn.execute(sa.text(f"INSERT INTO {table} VALUES {MARIADB_ROWS[table]}"))
-        names = ["id"] + [c.split()[0] for c in columns.split(", ")]
+        names = ["id", *fields]
         stmt = (
             sa.select(*map(sa.column, names)).select_from(sa.table(table)).order_by(sa.column("id"))
         )
 
-        def read():
+        def read():  # as the run sees them: typed by the dictionary, and what cannot be read
             with engine.connect() as conn:
                 frame = next(sql_extract.fetch_batches(conn, stmt, names, url))
-            return {n: (str(frame[n].dtype), as_text(frame[n]).tolist()) for n in names}
+            typed = {n: coerce(frame[n], f) for n, f in fields.items()}
+            return {n: (as_text(v).tolist(), bad.tolist()) for n, (v, bad) in typed.items()}
 
         got = read()
         assert bool(arrow_reads) == fast

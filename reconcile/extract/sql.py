@@ -337,15 +337,20 @@ def _connectorx_batches(stmt, source: str | None, rows: int | None):
         url = parsed.set(drivername="mysql", query={}).render_as_string(hide_password=False)
         # the columns' types first, from no rows: some values of other types make it panic
         probe = f"SELECT * FROM ({compiled}) AS reconcile_probe LIMIT 0"
-        if not all(
-            _exact(f.type) for f in _connectorx.read_sql(url, probe, return_type="arrow").schema
-        ):
+        schema = _connectorx.read_sql(url, probe, return_type="arrow").schema
+        if not all(_exact(f.type) or _as_text(f.type) for f in schema):
             return None
+        sql = str(compiled)
+        if any(_as_text(f.type) for f in schema):  # the server writes them as text, exactly
+            q = mysql_dialect.dialect().identifier_preparer.quote
+            columns = [
+                f"CAST({q(f.name)} AS CHAR) AS {q(f.name)}" if _as_text(f.type) else q(f.name)
+                for f in schema
+            ]
+            sql = f"SELECT {', '.join(columns)} FROM ({sql}) AS reconcile_read"
         # its builders are sized to the batch before any row arrives: never "everything"
         batch = rows or CHUNK_ROWS
-        reader = _connectorx.read_sql(
-            url, str(compiled), return_type="arrow_stream", batch_size=batch
-        )
+        reader = _connectorx.read_sql(url, sql, return_type="arrow_stream", batch_size=batch)
     except Exception:  # a server it refuses, a statement it cannot type: the cursor
         return None
     except BaseException as exc:
@@ -357,14 +362,23 @@ def _connectorx_batches(stmt, source: str | None, rows: int | None):
 
 def _exact(t: pa.DataType) -> bool:
     """Does connectorx read a column of this Arrow type as the Python drivers do? Text, integers
-    and doubles it does. Decimals come at scale 10 ('1001.0000000000'), FLOAT as float32, BIGINT
-    UNSIGNED as uint64 (float with NULLs), and zero dates, TIME past 24 h or decimals past 28
-    digits make it panic: all those columns are read by the cursor."""
+    and doubles it does. Decimals come at scale 10 ('1001.0000000000') and zero dates or decimals
+    past 28 digits make it panic, so DECIMAL, DATE and DATETIME are read as the server's text of
+    them (_as_text); FLOAT (float32), BIGINT UNSIGNED (uint64: float with NULLs) and TIME (past
+    24 h it panics) send the statement to the driver's cursor."""
     return (
         pa.types.is_string(t)
         or pa.types.is_large_string(t)
         or pa.types.is_signed_integer(t)
         or t in (pa.uint8(), pa.uint16(), pa.uint32(), pa.float64(), pa.bool_())
+    )
+
+
+def _as_text(t: pa.DataType) -> bool:
+    """DECIMAL, DATE and DATETIME: text from the server (CAST AS CHAR), typed by the dictionary
+    as the driver's values are."""
+    return (
+        pa.types.is_decimal(t) or pa.types.is_date(t) or (pa.types.is_timestamp(t) and t.tz is None)
     )
 
 
