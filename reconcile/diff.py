@@ -286,7 +286,7 @@ def _differs(s: str, t: str, f: Field, tol: Tolerance | None) -> str:
     if kind in ("integer", "decimal"):
         limit = "0.0"
         if tol is not None:
-            limit = repr(float(tol.absolute or 0.0))
+            limit = repr(max(0.0, float(tol.absolute or 0.0)))
             if tol.relative:
                 limit = f"greatest({limit}, abs({t}::DOUBLE) * {float(tol.relative)!r})"
         elif kind == "decimal":

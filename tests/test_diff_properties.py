@@ -178,6 +178,7 @@ COMPARISONS = [
     ("decimal(10,2)", None, 10.0, 10.006, "Float64", True),
     ("decimal(10,2)", {"absolute": 0.01}, 1.0, 1.01, "Float64", False),
     ("decimal(10,2)", {"absolute": 0.01}, 1.0, 1.02, "Float64", True),
+    ("decimal(10,2)", {"absolute": -1}, 1.0, 1.0, "Float64", False),  # a negative one is none
     ("decimal(10,2)", {"relative": 0.1}, 95.0, 100.0, "Float64", False),
     ("decimal(10,2)", {"relative": 0.1}, 89.0, 100.0, "Float64", True),
     ("integer", None, 5, 5, "Int64", False),

@@ -363,9 +363,9 @@ def _connectorx_batches(stmt, source: str | None, rows: int | None):
 def _exact(t: pa.DataType) -> bool:
     """Does connectorx read a column of this Arrow type as the Python drivers do? Text, integers
     and doubles it does. Decimals come at scale 10 ('1001.0000000000') and zero dates or decimals
-    past 28 digits make it panic, so DECIMAL, DATE and DATETIME are read as the server's text of
-    them (_as_text); FLOAT (float32), BIGINT UNSIGNED (uint64: float with NULLs) and TIME (past
-    24 h it panics) send the statement to the driver's cursor."""
+    past 28 digits make it panic, so DECIMAL and DATE are read as the server's text of them
+    (_as_text); DATETIME and TIMESTAMP (zero dates), FLOAT (float32), BIGINT UNSIGNED (uint64:
+    float with NULLs) and TIME (past 24 h it panics) send the statement to the driver's cursor."""
     return (
         pa.types.is_string(t)
         or pa.types.is_large_string(t)
@@ -375,11 +375,10 @@ def _exact(t: pa.DataType) -> bool:
 
 
 def _as_text(t: pa.DataType) -> bool:
-    """DECIMAL, DATE and DATETIME: text from the server (CAST AS CHAR), typed by the dictionary
-    as the driver's values are."""
-    return (
-        pa.types.is_decimal(t) or pa.types.is_date(t) or (pa.types.is_timestamp(t) and t.tz is None)
-    )
+    """DECIMAL and DATE: text from the server (CAST AS CHAR), typed by the dictionary as the
+    driver's values are (its dates reach the dictionary as text too). Not DATETIME: the driver's
+    datetimes skip the dictionary's text format, the server's text would not."""
+    return pa.types.is_decimal(t) or pa.types.is_date(t)
 
 
 def _panicked(exc: BaseException) -> bool:
