@@ -122,11 +122,21 @@ def case(column, values):
     return f"CASE {column} {whens} END"
 owner = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in pairs["owner"]["values"].items())
 p = f"{work}/parquet"
-columns = ["title", "account_name", "owner_login", "stage", "quote_stage", "expected_close_date"]
+columns = ["title", "account_name", "contact_phone", "owner_login", "stage", "quote_stage",
+           "expected_close_date"]
+def sets(name):  # a value map's set fields (WON: is_active false, probability 100)
+    whens = " ".join(f"WHEN '{k}' THEN {str(v['set'][name]).lower()}" for k, v in pairs["stage"]["values"].items()
+                     if isinstance(v, dict) and name in v.get("set", {}))
+    return f"CASE stage {whens} END"
+implied = lambda c: (f"count(*) FILTER (WHERE o.uid IS NOT NULL AND n.uid IS NOT NULL AND o.{c} IS NOT NULL "
+                     f"AND o.{c} IS DISTINCT FROM n.{c}) AS {c}")
 same = lambda c: f"count(*) FILTER (WHERE o.uid IS NOT NULL AND n.uid IS NOT NULL AND o.{c} IS DISTINCT FROM n.{c}) AS {c}"
 query = f'''
 WITH o AS (
   SELECT opp_guid AS uid, trim(name) AS title, trim(customer_name) AS account_name,
+    CASE WHEN contact_phone IN ('', 'N/A', '无') THEN NULL  -- the dictionary's null tokens
+         ELSE regexp_replace(contact_phone, '[\\s-]', '', 'g') END AS contact_phone,
+    {sets("is_active")} AS is_active, {sets("probability")} AS probability,
     CASE owner {owner} ELSE owner END AS owner_login,
     {case("stage", pairs["stage"]["values"])} AS stage,
     {case("quotation_status", pairs["quotation_status"]["values"])} AS quote_stage,
@@ -135,7 +145,8 @@ WITH o AS (
     timezone('UTC', timezone('Asia/Shanghai', strptime(created_at, '%Y-%m-%d %H:%M:%S'))) AS created_at
   FROM '{p}/opportunities.parquet' WHERE is_deleted IS DISTINCT FROM 1),
 n AS (
-  SELECT d.legacy_uid AS uid, d.title, d.account_name, d.owner_login, s.code AS stage, d.quote_stage,
+  SELECT d.legacy_uid AS uid, d.title, d.account_name, d.contact_phone, d.owner_login,
+    s.code AS stage, d.quote_stage, d.is_active::BOOLEAN AS is_active, d.probability,
     d.amount, try_strptime(d.expected_close_date, '%Y-%m-%d') AS expected_close_date,
     strptime(d.created_at, '%Y-%m-%d %H:%M:%S') AS created_at
   FROM '{p}/deals.parquet' d LEFT JOIN '{p}/deal_stages.parquet' s ON s.id = d.stage_id
@@ -143,7 +154,7 @@ n AS (
 dup AS (SELECT uid FROM n GROUP BY uid HAVING count(*) > 1)
 SELECT count(*) FILTER (WHERE n.uid IS NULL) AS only_old,
   count(*) FILTER (WHERE o.uid IS NULL) AS only_new,
-  {", ".join(same(c) for c in columns)},
+  {", ".join(same(c) for c in columns)}, {implied("is_active")}, {implied("probability")},
   count(*) FILTER (WHERE o.uid IS NOT NULL AND n.uid IS NOT NULL AND abs(o.amount - n.amount) > 0.01) AS amount,
   count(*) FILTER (WHERE o.uid IS NOT NULL AND n.uid IS NOT NULL
                    AND abs(epoch(o.created_at) - epoch(n.created_at)) > 1) AS created_at
@@ -153,7 +164,7 @@ con = duckdb.connect()
 con.execute("SET threads = 2")
 t = time.perf_counter()
 row = con.execute(query).fetchone()
-names = ["only_old", "only_new", *columns, "amount", "created_at"]
+names = ["only_old", "only_new", *columns, "is_active", "probability", "amount", "created_at"]
 result = dict(zip(names, row))
 print(json.dumps({"only_old": result.pop("only_old"), "only_new": result.pop("only_new"),
     "unequal": {k: v for k, v in result.items() if v}, "diff_s": time.perf_counter() - t}))
