@@ -119,14 +119,13 @@ def diff_entity(
     if proj.unmapped or proj.unparseable:
         partner = np.full(len(S), -1)  # the target row matched to each source row
         partner[rs] = rt
-        target_of = (partner, T[ROW_ID])
         for kind, flagged in (
             ("unmapped_value", proj.unmapped),
             ("unparseable_value", proj.unparseable),
         ):
             for target, source, rows, raw in flagged:
                 out.append(
-                    _source_side(name, kind, S, src_key, target_of, target, source, rows, raw)
+                    _source_side(name, kind, S, T, src_key, partner, target, source, rows, raw)
                 )
 
     invalid_done = set()
@@ -221,7 +220,7 @@ def _after_cutover(emap: EntityMap, T: pd.DataFrame) -> pd.Series:
     return (created >= at).fillna(False).astype(bool)
 
 
-def _source_side(name, kind, S, src_key, target_of, target, source, rows, raw):
+def _source_side(name, kind, S, T, src_key, partner, target, source, rows, raw):
     rows = rows.astype(int).to_numpy()
     what = (
         "map it in the mapping (values, drop or unmapped)"
@@ -233,7 +232,7 @@ def _source_side(name, kind, S, src_key, target_of, target, source, rows, raw):
         kind,
         uid=src_key.iloc[rows].reset_index(drop=True),
         source_id=S[ROW_ID].iloc[rows].reset_index(drop=True),
-        target_id=_at(target_of[1], target_of[0][rows]),
+        target_id=_at(T[ROW_ID], partner[rows]),
         field=target,
         old_value=raw.astype("string").reset_index(drop=True),
         suggestion=what,
@@ -401,7 +400,7 @@ def transitions(
             (exp.expected, rs, exp.compare.to_numpy()[rs]),
             (T[exp.target], rt, None),
         ):
-            (code,), names = codes(column)
+            code, names = codes(column)
             names = np.append(names, ["∅", "?"])  # missing; "?": the mapping expects nothing
             code = np.where(code[rows] < 0, len(names) - 2, code[rows])
             if expects is not None:
@@ -421,20 +420,19 @@ def transitions(
     return out
 
 
-def codes(*columns: pd.Series) -> tuple[list[np.ndarray], np.ndarray]:
-    """Columns as text, coded over one shared dictionary (Arrow's hash table): a code array per
-    column (-1 for missing) and the dictionary's labels."""
-    if len(columns) == 1 and isinstance(columns[0].dtype, pd.CategoricalDtype):  # coded already
-        cat = columns[0].cat
-        return [cat.codes.to_numpy().astype(np.int64)], as_text(pd.Series(cat.categories)).to_numpy(
-            dtype=object
-        )
-    arrays = [pa.chunked_array(pa.array(as_text(c).array, type=pa.large_string())) for c in columns]
-    encoded = pc.dictionary_encode(pa.concat_arrays([a for c in arrays for a in c.chunks]))
-    every = encoded.indices.fill_null(-1).to_numpy().astype(np.int64)
-    bounds = np.cumsum([0] + [len(a) for a in arrays])
+def codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A column as text, coded by Arrow's hash table: the codes (-1 for missing) and the labels.
+    A categorical is coded already."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        cat = column.cat
+        labels = as_text(pd.Series(cat.categories)).to_numpy(dtype=object)
+        return cat.codes.to_numpy().astype(np.int64), labels
+    text = pa.array(as_text(column).array, type=pa.large_string())
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    encoded = pc.dictionary_encode(text)
     labels = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
-    return [every[bounds[i] : bounds[i + 1]] for i in range(len(arrays))], labels
+    return encoded.indices.fill_null(-1).to_numpy().astype(np.int64), labels
 
 
 @dataclass
@@ -447,7 +445,7 @@ class Match:
     extra: np.ndarray  # target rows whose key the source lacks
     s_dup: np.ndarray  # rows whose key occurs twice or more on their own side
     t_dup: np.ndarray
-    unequal: dict = field(default_factory=dict)  # name -> do the pairs' texts differ
+    unequal: dict = field(default_factory=dict)  # name -> do the pairs' values differ
 
 
 def match(src_key: pd.Series, tgt_key: pd.Series, values: dict | None = None) -> Match:

@@ -441,12 +441,12 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
             )
             table = table.set_column(i, table.field(i).name, plain)
     for i, column in enumerate(table.columns):
-        text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
-        if text and column.num_chunks > 1:
+        is_text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+        if is_text and column.num_chunks > 1:
             # text in one piece, as pandas holds it: Arrow's take on a column of several chunks
             # joins them again on every call, and the diff takes rows many times
-            text = column.cast(pa.large_string())
-            table = table.set_column(i, table.field(i).name, text.combine_chunks())
+            whole = column.cast(pa.large_string()).combine_chunks()
+            table = table.set_column(i, table.field(i).name, whole)
     return table.to_pandas(types_mapper=_EXACT.get, split_blocks=True, self_destruct=True)
 
 
