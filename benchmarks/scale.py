@@ -113,7 +113,7 @@ print(json.dumps({"only_old": len(cmp.df1_unq_rows), "only_new": len(cmp.df2_unq
 )
 
 DUCKDB = r"""
-import json, sys, time, duckdb, yaml
+import datetime, json, sys, time, duckdb, yaml
 work = sys.argv[1]
 mapping = yaml.safe_load(open(f"{work}/mappings/legacy_to_new.yaml", encoding="utf-8"))
 pairs = {f.get("source"): f for f in mapping["entities"]["opportunity"]["fields"]}
@@ -122,6 +122,17 @@ def case(column, values):
     return f"CASE {column} {whens} END"
 owner = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in pairs["owner"]["values"].items())
 p = f"{work}/parquet"
+project = yaml.safe_load(open(f"{work}/reconcile.yaml", encoding="utf-8"))
+as_of = str(project.get("as_of") or datetime.date.today())
+dictionary = yaml.safe_load(open(f"{work}/data_dictionary/new_crm.yaml", encoding="utf-8"))
+label_codes = dictionary["entities"]["deal"]["fields"]["labels"]["codes"]
+valid = [c for c, d in label_codes.items() if not (d.get("temporary") and str(d.get("valid_until")) < as_of)]
+quoted = lambda values: ", ".join("'" + v.replace("'", "''") + "'" for v in values) or "NULL"
+tags_map = pairs["tags"]["tags"]
+renames = dict(tags_map.get("rename", {}))
+for new, olds in tags_map.get("merge", {}).items():
+    renames.update(dict.fromkeys(olds, new))
+tag_map = "CASE t " + " ".join(f"WHEN {quoted([k])} THEN {quoted([v])}" for k, v in renames.items()) + " ELSE t END"
 columns = ["title", "account_name", "contact_phone", "owner_login", "stage", "quote_stage",
            "expected_close_date"]
 def sets(name):  # a value map's set fields (WON: is_active false, probability 100)
@@ -151,8 +162,37 @@ n AS (
     strptime(d.created_at, '%Y-%m-%d %H:%M:%S') AS created_at
   FROM '{p}/deals.parquet' d LEFT JOIN '{p}/deal_stages.parquet' s ON s.id = d.stage_id
   WHERE d.archived IS DISTINCT FROM 1 AND d.legacy_uid IS NOT NULL),
-dup AS (SELECT uid FROM n GROUP BY uid HAVING count(*) > 1)
-SELECT count(*) FILTER (WHERE n.uid IS NULL) AS only_old,
+dup AS (SELECT uid FROM n GROUP BY uid HAVING count(*) > 1),
+-- tags, as reconcile compares them: the old '^a^,^b^' split, unwrapped and through the tag map,
+-- against the new join table, both within the codes the dictionary allows on as_of, for the
+-- records paired once on each side
+ot AS (
+  SELECT DISTINCT uid, {tag_map} AS tag FROM (
+    SELECT uid, trim(CASE WHEN suffix(t, '^') THEN left(t, length(t) - 1) ELSE t END) AS t FROM (
+      SELECT uid, CASE WHEN prefix(t, '^') THEN substr(t, 2) ELSE t END AS t FROM (
+        SELECT opp_guid AS uid, trim(unnest(string_split(tags, ','))) AS t
+        FROM '{p}/opportunities.parquet' WHERE is_deleted IS DISTINCT FROM 1)))
+  WHERE t <> '' AND t NOT IN ({quoted(tags_map.get("drop", []))})),
+nt AS (
+  SELECT DISTINCT d.legacy_uid AS uid, l.code AS tag FROM '{p}/deal_labels.parquet' dl
+  JOIN '{p}/labels.parquet' l ON l.id = dl.label_id JOIN '{p}/deals.parquet' d ON d.id = dl.deal_id
+  WHERE d.archived IS DISTINCT FROM 1 AND d.legacy_uid IS NOT NULL),
+expected_tags AS (SELECT * FROM ot WHERE tag IN ({quoted(valid)})),
+actual_tags AS (SELECT * FROM nt WHERE tag IN ({quoted(valid)})),
+-- the set differences first; then, of their few records, those paired once on each side
+odd AS MATERIALIZED (
+  SELECT *, true AS missing FROM (FROM expected_tags EXCEPT FROM actual_tags)
+  UNION ALL SELECT *, false FROM (FROM actual_tags EXCEPT FROM expected_tags)),
+once AS (
+  SELECT opp_guid FROM '{p}/opportunities.parquet'
+  WHERE is_deleted IS DISTINCT FROM 1 AND opp_guid IN (SELECT uid FROM odd)
+  GROUP BY opp_guid HAVING count(*) = 1
+  INTERSECT SELECT legacy_uid FROM '{p}/deals.parquet'
+  WHERE archived IS DISTINCT FROM 1 AND legacy_uid IN (SELECT uid FROM odd)
+  GROUP BY legacy_uid HAVING count(*) = 1)
+SELECT (SELECT count(*) FILTER (WHERE missing) FROM odd WHERE uid IN (FROM once)) AS missing_tag,
+  (SELECT count(*) FILTER (WHERE NOT missing) FROM odd WHERE uid IN (FROM once)) AS unexpected_tag,
+  count(*) FILTER (WHERE n.uid IS NULL) AS only_old,
   count(*) FILTER (WHERE o.uid IS NULL) AS only_new,
   {", ".join(same(c) for c in columns)}, {implied("is_active")}, {implied("probability")},
   count(*) FILTER (WHERE o.uid IS NOT NULL AND n.uid IS NOT NULL AND abs(o.amount - n.amount) > 0.01) AS amount,
@@ -162,11 +202,13 @@ FROM o FULL OUTER JOIN (SELECT * FROM n WHERE uid NOT IN (SELECT uid FROM dup)) 
 '''
 con = duckdb.connect()
 con.execute("SET threads = 2")
+con.execute("SET enable_progress_bar = false")
 t = time.perf_counter()
 row = con.execute(query).fetchone()
-names = ["only_old", "only_new", *columns, "is_active", "probability", "amount", "created_at"]
+names = ["missing_tag", "unexpected_tag", "only_old", "only_new", *columns, "is_active", "probability", "amount", "created_at"]
 result = dict(zip(names, row))
 print(json.dumps({"only_old": result.pop("only_old"), "only_new": result.pop("only_new"),
+    "missing_tag": result.pop("missing_tag"), "unexpected_tag": result.pop("unexpected_tag"),
     "unequal": {k: v for k, v in result.items() if v}, "diff_s": time.perf_counter() - t}))
 """
 
