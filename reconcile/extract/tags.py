@@ -18,12 +18,15 @@ from .types import as_text
 
 def split_delimited(values: pd.Series, separator: str, wrap: str) -> pd.DataFrame:
     """'^a^,^b^' per record into rows (row, tag), split by Arrow in one pass."""
-    text = pa.chunked_array(pa.array(values.astype("string").array, type=pa.large_string()))
-    parts = pc.split_pattern(text, separator)
-    rows = np.concatenate(
-        [np.zeros(0, dtype=np.int64)]
-        + [pc.list_parent_indices(c).to_numpy() + at for c, at in _offsets(parts)]
-    )
+    text = pa.array(values.astype("string").array, type=pa.large_string())
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    # most records carry no tag: only the others are split
+    given = pc.fill_null(pc.not_equal(text, ""), False)
+    parts = pc.split_pattern(text.filter(given), separator)
+    rows = np.flatnonzero(given.to_numpy(zero_copy_only=False))[
+        pc.list_parent_indices(parts).to_numpy()
+    ]
     tags = pc.utf8_trim_whitespace(pc.list_flatten(parts))
     if wrap:  # the wrap once at each end, as str.removeprefix/removesuffix do
         n = len(wrap)
@@ -37,13 +40,6 @@ def split_delimited(values: pd.Series, separator: str, wrap: str) -> pd.DataFram
             "tag": pd.StringDtype().__from_arrow__(tags.filter(pa.array(keep))),
         }
     )
-
-
-def _offsets(chunked: pa.ChunkedArray):
-    at = 0
-    for chunk in chunked.chunks:
-        yield chunk, at
-        at += len(chunk)
 
 
 def split_json(values: pd.Series) -> pd.DataFrame:
