@@ -606,6 +606,10 @@ def report(args, summary: dict, results: dict) -> None:
             f"  {col:22} {mine:>10} {(dc or {}).get('unequal', {}).get(col, '-') if dc else '-':>10} "
             f"{(duck or {}).get('unequal', {}).get(col, '-') if duck else '-':>10}"
         )
+    for kind in ("missing_tag", "unexpected_tag"):  # the reference compares tags too
+        mine, theirs = kinds.get(kind, 0), (duck or {}).get(kind, "-")
+        agree &= theirs in (mine, "-")
+        print(f"  {kind.replace('_', ' ') + 's':22} {mine:>10} {'-':>10} {theirs:>10}")
     print(f"  (reconcile also: {json.dumps(kinds)})")
     print("  same differences:", "yes" if agree else "NO")
 

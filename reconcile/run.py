@@ -23,7 +23,7 @@ from .dictionary.model import Entity
 from .diff import diff_entity, render, transitions
 from .errors import SourceError
 from .extract import ROW_ID, read_entity
-from .extract.types import as_text
+from .extract.types import as_text, strip
 from .mapping.model import EntityMap
 from .normalize import project
 from .project import Project
@@ -351,9 +351,8 @@ def fields_read(emap: EntityMap, entity: Entity, side: str) -> list[str]:
 
 def key_text(values: pd.Series) -> pd.Series:
     """Link keys as trimmed text; blank is no key."""
-    text = pa.array(as_text(values).array, type=pa.large_string())
-    text = pc.utf8_trim_whitespace(text)
-    blank = pc.equal(text, "")
+    text = pa.array(strip(as_text(values)).array, type=pa.large_string())
+    blank = pc.equal(pc.binary_length(text), 0)
     if pc.any(blank).as_py():  # if_else copies every string: only when there is a blank
         text = pc.if_else(blank, None, text)
     return pd.Series(pd.StringDtype().__from_arrow__(text), index=values.index)

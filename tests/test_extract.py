@@ -264,6 +264,54 @@ def test_iso_dates_read_by_arrow_agree_with_pandas_value_by_value():
         assert _datetimes(values, fmt).equals(want.astype("datetime64[us]")), fmt
 
 
+def test_integers_are_typed_as_their_text_would_be():
+    from reconcile.dictionary.model import Field
+    from reconcile.extract.types import coerce
+
+    numbers = pd.Series([1, 0, None, 2, -1, 1, 2**62], dtype="Int64")
+    for kind in ("boolean", "integer"):
+        fdef = Field.model_validate({"type": kind})
+        typed, bad = coerce(numbers, fdef)
+        want, want_bad = coerce(numbers.astype("string"), fdef)
+        assert typed.equals(want) and bad.equals(want_bad), kind
+
+
+def test_null_tokens_are_found_among_values_of_every_length():
+    from reconcile.dictionary.model import Field
+    from reconcile.extract.types import coerce
+
+    fdef = Field.model_validate({"type": "string", "null_tokens": ["N/A", "无"]})
+    values = pd.Series(["", "N/A", "无", "无无", "N/A ", "N", None, "138-0000"] * 3, dtype="string")
+    typed, _ = coerce(values, fdef)
+    assert typed.equals(values.mask(values.isin(["", "N/A", "无"])))
+    assert coerce(pd.Series(["long enough"] * 3, dtype="string"), fdef)[0].notna().all()
+    sliced = values.iloc[2:]  # Arrow data that starts part-way into its buffers
+    assert coerce(sliced, fdef)[0].equals(sliced.mask(sliced.isin(["", "N/A", "无"])))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [["12", None, "", "3.5"], [" 12", "12 ", "\u300012", "12\t", None, "", "\x1f1"], [None, None]],
+    ids=["nothing to strip", "spaces of every kind at either end", "nothing at all"],
+)
+def test_text_is_stripped_exactly_as_pandas_strips_it(values):
+    from reconcile.extract.types import strip
+
+    text = pd.Series(values * 1000, dtype="string")
+    assert strip(text).equals(text.str.strip())
+    assert strip(text.iloc[1:]).equals(text.iloc[1:].str.strip())
+
+
+def test_a_date_field_holds_midnights_whether_or_not_the_values_had_a_time():
+    from reconcile.dictionary.model import Field
+    from reconcile.extract.types import coerce
+
+    fdef = Field.model_validate({"type": "date"})
+    for values in (["2024-03-01", None], ["2024-03-01 10:30:00", None]):
+        typed, _ = coerce(pd.Series(values, dtype="string"), fdef)
+        assert typed.iloc[0] == pd.Timestamp("2024-03-01") and pd.isna(typed.iloc[1])
+
+
 def test_iso_times_with_utc_offsets_are_left_to_pandas_as_instants():
     from reconcile.extract.types import _datetimes
 

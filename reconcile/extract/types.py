@@ -41,11 +41,58 @@ def null_out(values: pd.Series, tokens: list[str]) -> pd.Series:
     """Missing-value tokens ('' and the field's own, e.g. 'N/A') as NA."""
     if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
         arr = pa.array(values.array)  # the Arrow data pandas holds, not a copy
-        hit = pc.is_in(arr, value_set=pa.array(["", *tokens], type=arr.type))
-        return values.mask(hit.to_numpy(zero_copy_only=False)) if pc.any(hit).as_py() else values
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        # only values as short as the longest token can be one: their lengths are in the
+        # offsets, and few values are that short
+        longest = max(len(t.encode()) for t in ["", *tokens])
+        short = np.flatnonzero(
+            pc.less_equal(pc.binary_length(arr), longest).to_numpy(zero_copy_only=False)
+        )
+        if not len(short):
+            return values
+        value_set = pa.array(["", *tokens], type=arr.type)
+        hit = pc.is_in(arr.take(short), value_set=value_set).to_numpy(zero_copy_only=False)
+        if not hit.any():
+            return values
+        keep = arr.is_valid().to_numpy(zero_copy_only=False)
+        keep[short[hit]] = False
+        return _with_validity(values, arr, keep)
     if pd.api.types.is_string_dtype(values.dtype) or values.dtype == object:
         return values.mask(values.isin(["", *tokens]))
     return values
+
+
+def _with_validity(values: pd.Series, arr: pa.Array, keep: np.ndarray) -> pd.Series:
+    """`values` (whose Arrow data is `arr`) missing where `keep` is False: the strings stay
+    where they are, only the validity bitmap is new."""
+    if arr.offset:
+        return values.mask(~keep)
+    bitmap = pa.array(keep).buffers()[1]
+    masked = pa.Array.from_buffers(arr.type, len(arr), [bitmap, *arr.buffers()[1:]])
+    return pd.Series(values.dtype.__from_arrow__(masked), index=values.index)
+
+
+def strip(values: pd.Series) -> pd.Series:
+    """Text without surrounding whitespace. Text a server wrote (dates, numbers) seldom has any,
+    and stripping copies every string: the first and last byte of each value are looked at
+    first, and only where one may be a space (ASCII space or control, or not ASCII) is it done."""
+    text = values.astype("string")
+    arr = pa.array(text.array)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.large_string() or not len(arr) or arr.buffers()[2] is None:
+        return text.str.strip()
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
+        arr.offset : arr.offset + len(arr) + 1
+    ]
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+    starts, ends = offsets[:-1], offsets[1:]
+    given = (ends > starts) & arr.is_valid().to_numpy(zero_copy_only=False)
+    edges = np.concatenate([data[starts[given]], data[ends[given] - 1]])
+    if ((edges <= 32) | (edges >= 127)).any():
+        return text.str.strip()
+    return text
 
 
 def coerce(values: pd.Series, field: Field) -> tuple[pd.Series, pd.Series]:
@@ -55,9 +102,11 @@ def coerce(values: pd.Series, field: Field) -> tuple[pd.Series, pd.Series]:
     if kind in ("string", "text", "enum", "tags"):
         return null_out(as_text(values), field.null_tokens), all_false(values)
     if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
-        values = null_out(values.astype("string").str.strip(), field.null_tokens)
+        values = null_out(strip(values), field.null_tokens)
         present = values.notna()
-    if kind == "integer":
+    if kind == "integer" and pd.api.types.is_integer_dtype(values.dtype):
+        typed = values.astype("Int64")  # read as integers: nothing to parse
+    elif kind == "integer":
         typed = pd.to_numeric(values, errors="coerce")
         whole = typed.isna() | (typed == typed.round())
         if pd.api.types.is_float_dtype(typed.dtype):  # beyond int64 is unreadable, not wrapped
@@ -68,13 +117,19 @@ def coerce(values: pd.Series, field: Field) -> tuple[pd.Series, pd.Series]:
     elif kind == "boolean":
         if pd.api.types.is_bool_dtype(values.dtype):
             typed = values.astype("boolean")
+        elif pd.api.types.is_integer_dtype(values.dtype):  # 1 and 0, as their text would be
+            number = values.astype("Int64")
+            typed = (number == 1).mask(~number.isin([0, 1]))
         else:
             text = as_text(values).str.lower()
             typed = pd.Series(pd.NA, index=values.index, dtype="boolean")
             typed[text.isin(_TRUE)] = True
             typed[text.isin(_FALSE)] = False
     elif kind == "date":
-        typed = _datetimes(values, field.format).dt.tz_localize(None).dt.normalize()
+        typed = _datetimes(values, field.format).dt.tz_localize(None)
+        since_midnight = typed.to_numpy(dtype="datetime64[us]").view(np.int64) % 86_400_000_000
+        if since_midnight.any():  # NaT is a multiple of a day too
+            typed = typed.dt.normalize()
     elif kind == "datetime":
         typed = _datetimes(values, field.format)
         if typed.dt.tz is None:
