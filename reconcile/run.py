@@ -163,16 +163,11 @@ def run_project(
             tick = time.perf_counter()
             matched, cells, stale_parts = 0, [], []
             for s_part, s_key, t_part, t_key in pieces:
-                # keys and stale records need no projection: worked on the other core meanwhile
+                # keys need no projection: worked on the other core meanwhile; stale records
+                # too, but after the diff, so that they do not take a core from its join
                 aside = ThreadPoolExecutor(1)
                 keyed = aside.submit(sides[0][5], s_part.frame) if s_key is None else None
                 t_keyed = aside.submit(sides[1][5], t_part.frame) if t_key is None else None
-                stale_part = (
-                    aside.submit(stale_records, t_part.frame, emap, tgt_entity, as_of, stale_days)
-                    if name not in result_changed
-                    else None
-                )
-                aside.shutdown(wait=False)
                 with _timed(timings, "project"):
                     projection = project(emap, s_part, src_entity, tgt_entity)
                 with _timed(timings, "diff"):
@@ -190,6 +185,12 @@ def run_project(
                         tgt_entity,
                         as_of,
                     )
+                stale_part = (
+                    aside.submit(stale_records, t_part.frame, emap, tgt_entity, as_of, stale_days)
+                    if name not in result_changed
+                    else None
+                )
+                aside.shutdown(wait=False)
                 parts += found
                 matched += len(rs)
                 with _timed(timings, "extras"):
