@@ -15,7 +15,8 @@ process so that peak memory is that tool's alone:
                  (connectorx for MariaDB, ADBC for PostgreSQL), and for comparison on the Python
                  drivers (mysqlclient or PyMySQL, psycopg)
   datacompy      PandasCompare joined on the UID, after the same mapping done by hand in pandas
-  duckdb         the reference: the mapping in SQL and a full outer join over the Parquet files
+  duckdb         the reference: the mapping in SQL and a full outer join over the Parquet files,
+                 the tag sets compared as well (split, through the tag map, against the join table)
   reladiff       hashdiff between the two servers on expected_close, the one field the mapping
                  leaves as it is (reladiff cannot map values)
 

@@ -70,7 +70,7 @@ def _with_validity(values: pd.Series, arr: pa.Array, keep: np.ndarray) -> pd.Ser
         return values.mask(~keep)
     bitmap = pa.array(keep).buffers()[1]
     masked = pa.Array.from_buffers(arr.type, len(arr), [bitmap, *arr.buffers()[1:]])
-    return pd.Series(values.dtype.__from_arrow__(masked), index=values.index)
+    return pd.Series(values.dtype.__from_arrow__(masked), index=values.index, name=values.name)
 
 
 def strip(values: pd.Series) -> pd.Series:
@@ -104,7 +104,7 @@ def coerce(values: pd.Series, field: Field) -> tuple[pd.Series, pd.Series]:
     if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
         values = null_out(strip(values), field.null_tokens)
         present = values.notna()
-    if kind == "integer" and pd.api.types.is_integer_dtype(values.dtype):
+    if kind == "integer" and pd.api.types.is_signed_integer_dtype(values.dtype):
         typed = values.astype("Int64")  # read as integers: nothing to parse
     elif kind == "integer":
         typed = pd.to_numeric(values, errors="coerce")
@@ -117,7 +117,7 @@ def coerce(values: pd.Series, field: Field) -> tuple[pd.Series, pd.Series]:
     elif kind == "boolean":
         if pd.api.types.is_bool_dtype(values.dtype):
             typed = values.astype("boolean")
-        elif pd.api.types.is_integer_dtype(values.dtype):  # 1 and 0, as their text would be
+        elif pd.api.types.is_signed_integer_dtype(values.dtype):  # 1 and 0, as their text
             number = values.astype("Int64")
             typed = (number == 1).mask(~number.isin([0, 1]))
         else:
@@ -127,8 +127,9 @@ def coerce(values: pd.Series, field: Field) -> tuple[pd.Series, pd.Series]:
             typed[text.isin(_FALSE)] = False
     elif kind == "date":
         typed = _datetimes(values, field.format).dt.tz_localize(None)
-        since_midnight = typed.to_numpy(dtype="datetime64[us]").view(np.int64) % 86_400_000_000
-        if since_midnight.any():  # NaT is a multiple of a day too
+        moments = typed.to_numpy(dtype="datetime64[us]")
+        since_midnight = moments[~np.isnat(moments)].view(np.int64) % 86_400_000_000
+        if since_midnight.any():
             typed = typed.dt.normalize()
     elif kind == "datetime":
         typed = _datetimes(values, field.format)
