@@ -82,7 +82,12 @@ def run_project(
 ) -> RunResult:
     """Compare both systems of `proj`. `started` fixes the run's clock (tests, re-runs)."""
     # the readers and their drivers load before the clock starts: process start-up, not reading
-    from .extract import files, sql  # noqa: F401
+    from .extract import files  # noqa: F401
+    from .extract.sql import load_driver
+
+    for system in (proj.source, proj.target):
+        if system.url is not None:
+            load_driver(system.url)
 
     started = started or dt.datetime.now(dt.UTC).replace(microsecond=0)
     as_of = as_of or proj.config.as_of or started.date()

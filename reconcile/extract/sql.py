@@ -6,7 +6,7 @@ import importlib
 import json
 import secrets
 import sqlite3
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 from zoneinfo import ZoneInfo
@@ -83,6 +83,13 @@ def connect(url: str) -> sa.Engine:
         raise SourceError(
             f"no driver for {parsed.drivername}: {exc}", hint="Install the database driver."
         ) from None
+
+
+def load_driver(url: str) -> None:
+    """Import the database driver `url` names, if it can be: a bad URL or a missing driver is
+    reported by `connect` when it is used."""
+    with suppress(Exception):  # connect() says what is wrong, with its hint
+        make_url(url).get_dialect().import_dbapi()
 
 
 def sql_table(name: str, *columns: str) -> sa.TableClause:
