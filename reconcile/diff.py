@@ -323,7 +323,8 @@ def _tags(name, target, expected, actual, rs, rt, src_key, S, T, tgt_key, tfield
     out = []
     valid = set(valid_codes(tfield, as_of)) if tfield.codes else None
     if valid is not None:
-        bad = actual[~actual["tag"].isin(list(valid))]
+        allowed = actual["tag"].isin(list(valid)).to_numpy(dtype=bool)
+        bad = actual[~allowed]
         if len(bad):
             rows = bad["row"].to_numpy()
             out.append(
@@ -339,7 +340,7 @@ def _tags(name, target, expected, actual, rs, rt, src_key, S, T, tgt_key, tfield
                     + " (not allowed by the dictionary, or expired)",
                 )
             )
-        actual = actual[actual["tag"].isin(list(valid))]
+        actual = actual[allowed]
         expected = expected[expected["tag"].isin(list(valid))]
     expected = expected[expected["tag"].notna().to_numpy()]  # a missing tag is no tag
     actual = actual[actual["tag"].notna().to_numpy()]
@@ -492,22 +493,25 @@ def match(src_key: pd.Series, tgt_key: pd.Series, values: dict | None = None) ->
     s_alone, t_alone = s_rows[has_s & ~has_t], t_rows[has_t & ~has_s]
     s_dup, t_dup = _repeated(src_key, s_alone), _repeated(tgt_key, t_alone)
     pairs = np.flatnonzero(both)
+    s_paired = s_rows[pairs]
     if has_s.sum() != src_key.notna().sum() or has_t.sum() != tgt_key.notna().sum():
         # some row was paired more than once: its key is on the other side more than once
-        s_paired, t_paired = s_rows[pairs], t_rows[pairs]
-        s_times = np.bincount(s_paired, minlength=len(src_key))  # target rows with its key
-        t_times = np.bincount(t_paired, minlength=len(tgt_key))  # source rows with its key
-        s_dup = np.union1d(s_paired[t_times[t_paired] > 1], s_dup)
-        t_dup = np.union1d(t_paired[s_times[s_paired] > 1], t_dup)
-        pairs = pairs[(t_times[t_paired] == 1) & (s_times[s_paired] == 1)]
+        t_paired = t_rows[pairs]
+        s_times = np.bincount(s_paired, minlength=len(src_key))[s_paired]  # target rows, its key
+        t_times = np.bincount(t_paired, minlength=len(tgt_key))[t_paired]  # source rows, its key
+        s_dup = np.union1d(s_paired[t_times > 1], s_dup)
+        t_dup = np.union1d(t_paired[s_times > 1], t_dup)
+        once = (t_times == 1) & (s_times == 1)
+        pairs, s_paired = pairs[once], s_paired[once]
     # source rows of the pairs are distinct: placing them by row number sorts them in O(n)
     slot = np.full(len(src_key), -1)
-    slot[s_rows[pairs]] = pairs
-    pairs = slot[slot >= 0]
+    slot[s_paired] = pairs
+    placed = slot >= 0
+    pairs = slot[placed]
     bits = {word: joined[word].to_numpy()[pairs] for word in words}
     unequal = {name: (bits[f"d{i // 62}"] >> (i % 62)) & 1 == 1 for i, name in enumerate(names)}
     return Match(
-        rs=s_rows[pairs],
+        rs=np.flatnonzero(placed),
         rt=t_rows[pairs],
         lost=np.setdiff1d(s_alone, s_dup),
         extra=np.setdiff1d(t_alone, t_dup),

@@ -257,6 +257,7 @@ def test_iso_dates_read_by_arrow_agree_with_pandas_value_by_value():
         "2023-02-30 00:00:00",
         "2023-1-5 1:2:3",
         " 2023-01-01 00:00:05",
+        "2024-01-05 10:00５",  # 19 bytes, 17 characters
     ]
     values = pd.Series(values * 40_000 + ["2023-01-01T00:00:05", "2023-01-01"], dtype="string")
     for fmt in (None, "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):

@@ -78,21 +78,29 @@ def strip(values: pd.Series) -> pd.Series:
     and stripping copies every string: the first and last byte of each value are looked at
     first, and only where one may be a space (ASCII space or control, or not ASCII) is it done."""
     text = values.astype("string")
-    arr = pa.array(text.array)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if arr.type != pa.large_string() or not len(arr) or arr.buffers()[2] is None:
+    layout = _layout(pa.array(text.array))
+    if layout is None:
         return text.str.strip()
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
-        arr.offset : arr.offset + len(arr) + 1
-    ]
-    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
-    starts, ends = offsets[:-1], offsets[1:]
-    given = (ends > starts) & arr.is_valid().to_numpy(zero_copy_only=False)
+    starts, ends, data = layout
+    given = ends > starts
     edges = np.concatenate([data[starts[given]], data[ends[given] - 1]])
     if ((edges <= 32) | (edges >= 127)).any():
         return text.str.strip()
     return text
+
+
+def _layout(arr: pa.Array | pa.ChunkedArray):
+    """Where each present value of large strings starts and ends in their bytes, and the bytes;
+    None for other arrays or no bytes at all."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.large_string() or not len(arr) or arr.buffers()[2] is None:
+        return None
+    at = arr.offset
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[at : at + len(arr) + 1]
+    present = arr.is_valid().to_numpy(zero_copy_only=False)
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+    return offsets[:-1][present], offsets[1:][present], data
 
 
 def coerce(values: pd.Series, field: Field) -> tuple[pd.Series, pd.Series]:
@@ -183,10 +191,11 @@ def _iso(text: pd.Series, fmt: str | None) -> pd.Series | None:
     arr = pa.array(text.array, type=pa.large_string())
     width = _ISO_FORMATS[fmt]
     if width is not None:
-        shaped = pc.equal(pc.utf8_length(arr), width)
-        if width == 19:
-            shaped = pc.and_(shaped, pc.equal(pc.utf8_slice_codeunits(arr, 10, 11), " "))
-        if pc.all(shaped).as_py() is False:
+        # lengths in bytes, from the offsets: a value of other characters fails the cast below
+        if pc.all(pc.equal(pc.binary_length(arr), width)).as_py() is False:
+            return None
+        layout = _layout(arr)
+        if width == 19 and layout is not None and (layout[2][layout[0] + 10] != ord(" ")).any():
             return None
     # in slices, so that a few unreadable values send only their slices to pandas
     parts, step = [], 1 << 16
