@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconcile.extract import sql as sql_extract
 from reconcile.extract.tags import split_json
@@ -33,6 +35,28 @@ def test_the_arrow_path_and_the_cursor_path_find_the_same(case, tmp_path, monkey
     monkeypatch.setattr(sql_extract, "_adbc_postgresql", None)
     slow = run_case(case, tmp_path / "slow").findings
     assert fast.to_dict(orient="records") == slow.to_dict(orient="records")
+
+
+@given(
+    st.lists(st.one_of(st.none(), st.text(alphabet="ab ^,\t无\u3000", max_size=12)), max_size=40),
+    st.sampled_from([",", "^,^", ", "]),
+    st.sampled_from(["", "^"]),
+)
+@settings(max_examples=300, deadline=None)
+def test_delimited_tags_split_as_python_splits_them(values, separator, wrap):
+    from reconcile.extract.tags import split_delimited
+
+    index = [7 + 3 * i for i in range(len(values))]  # not positions: rows are index labels
+    want = []
+    for row, value in zip(index, values, strict=True):
+        for piece in (value or "").split(separator) if value is not None else []:
+            tag = piece.strip()
+            if wrap:
+                tag = tag.removeprefix(wrap).removesuffix(wrap).strip()
+            if tag:
+                want.append((row, tag))
+    got = split_delimited(pd.Series(values, index=index, dtype="string"), separator, wrap)
+    assert list(zip(got["row"].tolist(), got["tag"].tolist(), strict=True)) == want
 
 
 def test_json_tags_already_decoded_by_the_driver_are_read_as_lists():

@@ -27,12 +27,15 @@ def split_delimited(values: pd.Series, separator: str, wrap: str) -> pd.DataFram
     rows = np.flatnonzero(given.to_numpy(zero_copy_only=False))[
         pc.list_parent_indices(parts).to_numpy()
     ]
-    tags = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+    # a few dozen distinct tags among many: each is unwrapped once
+    pieces = pc.dictionary_encode(pc.list_flatten(parts))
+    words = pc.utf8_trim_whitespace(pieces.dictionary)
     if wrap:  # the wrap once at each end, as str.removeprefix/removesuffix do
         n = len(wrap)
-        tags = pc.if_else(pc.starts_with(tags, wrap), pc.utf8_slice_codeunits(tags, n), tags)
-        tags = pc.if_else(pc.ends_with(tags, wrap), pc.utf8_slice_codeunits(tags, 0, -n), tags)
-        tags = pc.utf8_trim_whitespace(tags)
+        words = pc.if_else(pc.starts_with(words, wrap), pc.utf8_slice_codeunits(words, n), words)
+        words = pc.if_else(pc.ends_with(words, wrap), pc.utf8_slice_codeunits(words, 0, -n), words)
+        words = pc.utf8_trim_whitespace(words)
+    tags = words.take(pieces.indices)
     keep = pc.fill_null(pc.not_equal(tags, ""), False).to_numpy(zero_copy_only=False)
     return pd.DataFrame(
         {
