@@ -83,9 +83,11 @@ def strip(values: pd.Series) -> pd.Series:
         return text.str.strip()
     starts, ends, data = layout
     given = ends > starts
-    edges = np.concatenate([data[starts[given]], data[ends[given] - 1]])
-    if ((edges <= 32) | (edges >= 127)).any():
-        return text.str.strip()
+    if not given.all():
+        starts, ends = starts[given], ends[given]
+    for edge in (data[starts], data[ends - 1]):
+        if ((edge <= 32) | (edge >= 127)).any():
+            return text.str.strip()
     return text
 
 
@@ -98,8 +100,10 @@ def _layout(arr: pa.Array | pa.ChunkedArray):
         return None
     at = arr.offset
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[at : at + len(arr) + 1]
-    present = arr.is_valid().to_numpy(zero_copy_only=False)
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+    if not arr.null_count:  # views, no copies
+        return offsets[:-1], offsets[1:], data
+    present = arr.is_valid().to_numpy(zero_copy_only=False)
     return offsets[:-1][present], offsets[1:][present], data
 
 
