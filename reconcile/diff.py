@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from . import findings as fz
 from .dictionary.model import Entity, Field
 from .extract import ROW_ID, Extracted
-from .extract.types import as_text
+from .extract.types import arrow_text, as_text
 from .mapping.model import EntityMap, Tolerance
 from .normalize import Projection
 
@@ -428,10 +428,7 @@ def codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         cat = column.cat
         labels = as_text(pd.Series(cat.categories)).to_numpy(dtype=object)
         return cat.codes.to_numpy().astype(np.int64), labels
-    text = pa.array(as_text(column).array, type=pa.large_string())
-    if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
-    encoded = pc.dictionary_encode(text)
+    encoded = pc.dictionary_encode(arrow_text(as_text(column)))
     labels = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
     return encoded.indices.fill_null(-1).to_numpy().astype(np.int64), labels
 

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import findings as fz
 from . import since as since_mod
@@ -23,7 +21,7 @@ from .dictionary.model import Entity
 from .diff import diff_entity, render, transitions
 from .errors import SourceError
 from .extract import ROW_ID, read_entity
-from .extract.types import as_text, strip
+from .extract.types import as_text, null_out, strip
 from .mapping.model import EntityMap
 from .normalize import project
 from .project import Project
@@ -81,8 +79,7 @@ def run_project(
     spill_dir: Path | None = None,
 ) -> RunResult:
     """Compare both systems of `proj`. `started` fixes the run's clock (tests, re-runs)."""
-    # the readers and their drivers load before the clock starts: process start-up, not reading
-    from .extract import files  # noqa: F401
+    # the database drivers load before the clock starts: process start-up, not reading
     from .extract.sql import load_driver
 
     for system in (proj.source, proj.target):
@@ -357,11 +354,7 @@ def fields_read(emap: EntityMap, entity: Entity, side: str) -> list[str]:
 
 def key_text(values: pd.Series) -> pd.Series:
     """Link keys as trimmed text; blank is no key."""
-    text = pa.array(strip(as_text(values)).array, type=pa.large_string())
-    blank = pc.equal(pc.binary_length(text), 0)
-    if pc.any(blank).as_py():  # if_else copies every string: only when there is a blank
-        text = pc.if_else(blank, None, text)
-    return pd.Series(pd.StringDtype().__from_arrow__(text), index=values.index)
+    return null_out(strip(as_text(values)), [])
 
 
 def keyer(proj: Project, emap: EntityMap, side: str, entity: Entity):

@@ -13,14 +13,12 @@ import pyarrow.json as pa_json
 
 from ..dictionary.model import TagStorage
 from ..errors import SourceError
-from .types import as_text
+from .types import arrow_text, as_text
 
 
 def split_delimited(values: pd.Series, separator: str, wrap: str) -> pd.DataFrame:
     """'^a^,^b^' per record into rows (row, tag), split by Arrow in one pass."""
-    text = pa.array(values.astype("string").array, type=pa.large_string())
-    if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
+    text = arrow_text(values.astype("string"))
     # most records carry no tag: only the others are split
     given = pc.fill_null(pc.not_equal(text, ""), False)
     parts = pc.split_pattern(text.filter(given), separator)

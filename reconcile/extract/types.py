@@ -37,12 +37,17 @@ def as_text(values: pd.Series) -> pd.Series:
     return values.astype("string")
 
 
+def arrow_text(values: pd.Series) -> pa.Array:
+    """The Arrow data of a text Series as large strings in one piece: as pandas holds it, so
+    usually no copy."""
+    text = pa.array(values.array, type=pa.large_string())
+    return text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+
+
 def null_out(values: pd.Series, tokens: list[str]) -> pd.Series:
     """Missing-value tokens ('' and the field's own, e.g. 'N/A') as NA."""
     if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
-        arr = pa.array(values.array)  # the Arrow data pandas holds, not a copy
-        if isinstance(arr, pa.ChunkedArray):
-            arr = arr.combine_chunks()
+        arr = arrow_text(values)
         # only values as short as the longest token can be one: their lengths are in the
         # offsets, and few values are that short
         longest = max(len(t.encode()) for t in ["", *tokens])
@@ -78,7 +83,7 @@ def strip(values: pd.Series) -> pd.Series:
     and stripping copies every string: the first and last byte of each value are looked at
     first, and only where one may be a space (ASCII space or control, or not ASCII) is it done."""
     text = values.astype("string")
-    layout = _layout(pa.array(text.array))
+    layout = _layout(arrow_text(text))
     if layout is None:
         return text.str.strip()
     starts, ends, data = layout
@@ -91,12 +96,10 @@ def strip(values: pd.Series) -> pd.Series:
     return text
 
 
-def _layout(arr: pa.Array | pa.ChunkedArray):
-    """Where each present value of large strings starts and ends in their bytes, and the bytes;
-    None for other arrays or no bytes at all."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if arr.type != pa.large_string() or not len(arr) or arr.buffers()[2] is None:
+def _layout(arr: pa.Array):
+    """Where each present value of large strings (arrow_text) starts and ends in their bytes,
+    and the bytes; None when there are no bytes at all."""
+    if not len(arr) or arr.buffers()[2] is None:
         return None
     at = arr.offset
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[at : at + len(arr) + 1]
@@ -192,7 +195,7 @@ def _iso(text: pd.Series, fmt: str | None) -> pd.Series | None:
     """
     if fmt not in _ISO_FORMATS:
         return None
-    arr = pa.array(text.array, type=pa.large_string())
+    arr = arrow_text(text)
     width = _ISO_FORMATS[fmt]
     if width is not None:
         # lengths in bytes, from the offsets: a value of other characters fails the cast below
